@@ -1,0 +1,528 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2Session, ServerHttp2Stream } from 'node:http2'
+import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import { Server as TlsServer, type TLSSocket } from 'node:tls'
+import { parseKeepAlive } from './header.js'
+import { createLoadMonitor, type LoadMonitor } from './load.js'
+import type { ResolvedOptions } from './options.js'
+import { applyLoad, closeReason, initialPolicy, type PolicyState } from './policy.js'
+import { hookHeaders, kConnection, nodeKeepsAlive, type HeadersListener } from './response.js'
+import type { AttachableServer, CloseReason, KeepAliveEvents } from './types.js'
+
+const kOwner = Symbol('keepalive.owner')
+
+/** Node publishes these around every HTTP/1.x request of every server (lib/_http_server.js). */
+const REQUEST_START = 'http.server.request.start'
+const RESPONSE_FINISH = 'http.server.response.finish'
+
+interface ChannelMessage {
+  request: IncomingMessage
+  response: ServerResponse
+  socket: Socket
+  server: AttachableServer
+}
+
+/** The fields of `http.Server` (and the HTTP/1 side of `http2` servers) the tracker tunes. */
+interface TunableServer extends AttachableServer {
+  [kOwner]?: Tracker
+  keepAliveTimeout?: number
+  maxRequestsPerSocket?: number | null
+  headersTimeout?: number
+  requestTimeout?: number
+  timeout?: number
+  updateSettings?: unknown
+  closeIdleConnections?: () => void
+}
+
+interface TrackedSocket extends Socket {
+  [kConnection]?: Connection
+  // Node sets `parser` on sockets it parses HTTP/1 on and clears it when the socket is upgraded.
+  parser?: unknown
+  alpnProtocol?: string | false | null
+}
+
+interface TrackedSession extends Http2Session {
+  [kConnection]?: Connection
+}
+
+/** Ms the first request may take to start on a connection whose keep-alive is off. */
+const FIRST_REQUEST_MS = 5000
+
+/** Removes an IPv4-mapped IPv6 prefix so `::ffff:1.2.3.4` and `1.2.3.4` count as one address. */
+export function normaliseAddress(address: string | undefined): string | null {
+  if (address === undefined) return null
+  const lower = address.toLowerCase()
+  return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower
+}
+
+/** Per-connection state, kept on the socket itself. */
+export class Connection implements HeadersListener {
+  /** Requests started, responses whose headers were decided, responses finished. */
+  started = 0
+  responses = 0
+  finished = 0
+  idleSince: number
+  /** Idle time the last keep-alive response promised, plus grace. */
+  idleMs = 0
+  /** Our idle (or drain) timer is running on the socket. */
+  idleArmed = false
+  /** The last decided response closes the connection. */
+  closing = false
+  reason: CloseReason | null = null
+  session: TrackedSession | null = null
+  readonly http2: boolean
+
+  constructor(
+    readonly tracker: Tracker,
+    readonly socket: TrackedSocket,
+    readonly server: TunableServer,
+    readonly createdAt: number,
+    readonly address: string | null,
+    http2: boolean,
+  ) {
+    this.idleSince = createdAt
+    this.http2 = http2
+  }
+
+  get active(): boolean {
+    return this.started > this.finished
+  }
+
+  /** Node no longer speaks HTTP/1 on this socket (upgraded to WebSocket, CONNECT tunnel). */
+  get detached(): boolean {
+    return !this.http2 && this.socket.parser == null
+  }
+
+  beforeHeaders(res: ServerResponse, statusCode: number): void {
+    this.tracker.decide(this, res, statusCode)
+  }
+}
+
+interface Attachment {
+  readonly connectionEvent: string
+  readonly onConnection: (socket: TrackedSocket) => void
+  readonly onClose: () => void
+  readonly onSession: ((session: TrackedSession) => void) | null
+  readonly onStream: ((stream: ServerHttp2Stream) => void) | null
+}
+
+/** Hooks the drain installs while a shutdown runs. */
+export interface DrainHooks {
+  /** A connection went idle during the drain. */
+  idle(conn: Connection): void
+  /** A connection closed. */
+  released(): void
+  /** A request finished during the drain. */
+  finished(): void
+  /** The drain closed an idle connection. */
+  closedIdle(): void
+}
+
+function onSocketClose(this: TrackedSocket): void {
+  const conn = this[kConnection]
+  if (conn !== undefined) conn.tracker.release(conn)
+}
+
+function onSocketTimeout(this: TrackedSocket): void {
+  const conn = this[kConnection]
+  if (conn !== undefined) conn.tracker.idleTimeout(conn)
+}
+
+/** Connection tracking, the per-response policy and idle timers for one controller. */
+export class Tracker {
+  readonly conns = new Set<Connection>()
+  /** Idle connections, longest-idle first; kept only when `maxConnections` is set. */
+  readonly idle: Set<Connection> | null
+  readonly perAddress: Map<string, number> | null
+  readonly servers = new Map<TunableServer, Attachment>()
+  readonly events = new EventEmitter()
+  readonly policy: PolicyState
+  readonly closes: Record<CloseReason, number> = {
+    client: 0,
+    idleTimeout: 0,
+    maxRequests: 0,
+    maxAge: 0,
+    shed: 0,
+    evicted: 0,
+    perIp: 0,
+    drain: 0,
+    forced: 0,
+  }
+  active = 0
+  requests = 0
+  reused = 0
+  load = 0
+  drainHooks: DrainHooks | null = null
+  private evicting = 0
+  private monitor: LoadMonitor | null = null
+  private subscribed = false
+  private headerCache: (string | undefined)[] = []
+  private headerPrefix = ''
+  private headerTimeoutOnly = ''
+
+  constructor(readonly options: ResolvedOptions) {
+    this.policy = initialPolicy(options)
+    this.idle = options.maxConnections === Infinity ? null : new Set()
+    this.perAddress = options.maxConnectionsPerIp === Infinity ? null : new Map()
+    this.rebuildHeaders()
+    // An 'error' event without a listener would throw; errors of the user's signal are reported, never thrown.
+    this.events.on('error', () => {})
+  }
+
+  // ---- attaching -------------------------------------------------------------------------
+
+  attach(server: TunableServer): void {
+    if (server[kOwner] === this) return
+    if (server[kOwner] !== undefined) {
+      throw new Error('keepalive: this server is already attached to another keepalive controller')
+    }
+    server[kOwner] = this
+    const http2 = typeof server.updateSettings === 'function'
+    const tls = server instanceof TlsServer
+    const attachment: Attachment = {
+      connectionEvent: tls ? 'secureConnection' : 'connection',
+      onConnection: (socket) => {
+        this.track(socket, server, false)
+      },
+      onClose: () => {
+        this.detach(server)
+      },
+      onSession: http2 ? (session) => this.trackSession(session) : null,
+      onStream: http2 ? (stream) => this.streamStarted(stream) : null,
+    }
+    this.servers.set(server, attachment)
+    server.on(attachment.connectionEvent, attachment.onConnection)
+    server.on('close', attachment.onClose)
+    if (attachment.onSession !== null) server.on('session', attachment.onSession)
+    if (attachment.onStream !== null) server.on('stream', attachment.onStream)
+
+    // Idle timeouts are per connection from now on: Node must not arm its own, nor advertise it.
+    if (typeof server.keepAliveTimeout === 'number') server.keepAliveTimeout = 0
+    // `max` governs; Node's own limit would answer 503 past it and keep closed sockets open.
+    if (typeof server.maxRequestsPerSocket === 'number' && server.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = 0
+    this.alignSlowlorisGuards(server)
+
+    if (!this.subscribed) {
+      subscribe(REQUEST_START, this.onRequestStart)
+      subscribe(RESPONSE_FINISH, this.onResponseFinish)
+      this.subscribed = true
+    }
+    if (this.options.adaptive !== null && this.monitor === null) {
+      this.monitor = createLoadMonitor(
+        this.options.adaptive.intervalMs,
+        {
+          open: () => this.conns.size,
+          maxConnections: this.options.maxConnections,
+          user: this.options.adaptive.signal,
+          onSignalError: (error) => this.events.emit('error', error),
+        },
+        (load) => this.setLoad(load),
+      )
+      this.monitor.start()
+    }
+  }
+
+  /**
+   * Node's request guards count from a request's first byte (lib/_http_server.js checkConnections),
+   * not from idle time, but a headersTimeout below our idle time would contradict what we advertise
+   * to proxies that reuse connections slowly; keep headersTimeout above it and requestTimeout >= headersTimeout,
+   * as Node requires. Guards are only ever raised, never lowered or turned off.
+   */
+  private alignSlowlorisGuards(server: TunableServer): void {
+    const idleMs = this.options.timeoutMs + this.options.graceMs
+    if (typeof server.headersTimeout === 'number' && server.headersTimeout > 0 && server.headersTimeout <= idleMs) {
+      server.headersTimeout = idleMs + 1000
+    }
+    if (
+      typeof server.requestTimeout === 'number' &&
+      typeof server.headersTimeout === 'number' &&
+      server.requestTimeout > 0 &&
+      server.requestTimeout < server.headersTimeout
+    ) {
+      server.requestTimeout = server.headersTimeout
+    }
+  }
+
+  /** Releases everything attached to a server once it has closed. */
+  detach(server: TunableServer): void {
+    const attachment = this.servers.get(server)
+    if (attachment === undefined) return
+    this.servers.delete(server)
+    server.off(attachment.connectionEvent, attachment.onConnection)
+    server.off('close', attachment.onClose)
+    if (attachment.onSession !== null) server.off('session', attachment.onSession)
+    if (attachment.onStream !== null) server.off('stream', attachment.onStream)
+    delete server[kOwner]
+    if (this.servers.size === 0) this.releaseAll()
+  }
+
+  /** Stops the sampler and the channel subscriptions; nothing of this controller keeps running. */
+  releaseAll(): void {
+    if (this.subscribed) {
+      unsubscribe(REQUEST_START, this.onRequestStart)
+      unsubscribe(RESPONSE_FINISH, this.onResponseFinish)
+      this.subscribed = false
+    }
+    this.monitor?.stop()
+    this.monitor = null
+  }
+
+  owns(server: unknown): server is TunableServer {
+    return typeof server === 'object' && server !== null && (server as TunableServer)[kOwner] === this
+  }
+
+  // ---- connections -----------------------------------------------------------------------
+
+  /** Starts tracking a socket; returns null if it was refused over the per-address cap. */
+  track(socket: TrackedSocket, server: TunableServer, late: boolean): Connection | null {
+    const existing = socket[kConnection]
+    if (existing !== undefined) return existing.tracker === this ? existing : null
+    const address = normaliseAddress(socket.remoteAddress)
+    if (this.perAddress !== null && address !== null) {
+      const count = this.perAddress.get(address) ?? 0
+      if (count >= this.options.maxConnectionsPerIp) {
+        this.closes.perIp++
+        socket.destroy()
+        if (this.events.listenerCount('close') > 0) {
+          this.events.emit('close', { reason: 'perIp', requests: 0, age: 0, remoteAddress: socket.remoteAddress })
+        }
+        return null
+      }
+      this.perAddress.set(address, count + 1)
+    }
+    const http2 = typeof server.updateSettings === 'function' && (!(server instanceof TlsServer) || (socket as TLSSocket).alpnProtocol === 'h2')
+    const conn = new Connection(this, socket, server, performance.now(), address, http2)
+    socket[kConnection] = conn
+    this.conns.add(conn)
+    this.idle?.add(conn)
+    socket.on('close', onSocketClose)
+    socket.on('timeout', onSocketTimeout)
+    // A connection that never sends a request is closed like an idle one; once bytes arrive,
+    // Node's headersTimeout guards the request and its parser activity keeps this timer fresh.
+    if (!http2 && !late) this.armIdle(conn, (this.policy.timeoutMs || FIRST_REQUEST_MS) + this.options.graceMs)
+    if (this.events.listenerCount('connection') > 0) {
+      this.events.emit('connection', { remoteAddress: socket.remoteAddress, open: this.conns.size })
+    }
+    if (this.idle !== null) this.makeRoom(conn)
+    return conn
+  }
+
+  private trackSession(session: TrackedSession): void {
+    let conn: Connection | undefined
+    try {
+      conn = (session.socket as TrackedSocket)[kConnection]
+    } catch {
+      return // the session lost its socket before we saw it: nothing to track
+    }
+    if (conn === undefined || conn.tracker !== this) return
+    conn.session = session
+    session[kConnection] = conn
+  }
+
+  /** Over `maxConnections`: close the longest-idle connections first, as nginx does when it runs out. */
+  private makeRoom(newcomer: Connection): void {
+    let excess = this.conns.size - this.evicting - this.options.maxConnections
+    if (excess > 0) {
+      for (const conn of this.idle!) {
+        if (excess <= 0) break
+        if (conn === newcomer || conn.closing || conn.active || conn.detached) continue
+        conn.reason = 'evicted'
+        conn.closing = true
+        this.evicting++
+        excess--
+        if (conn.session !== null) conn.session.close()
+        else conn.socket.destroy()
+      }
+    }
+    // Nothing idle left to close: new clients are still served, and responses close their
+    // connections until the count is back under the cap.
+    this.policy.overCap = excess > 0
+  }
+
+  release(conn: Connection): void {
+    if (!this.conns.delete(conn)) return
+    this.idle?.delete(conn)
+    if (conn.active) this.active--
+    if (conn.reason === 'evicted') this.evicting--
+    if (this.perAddress !== null && conn.address !== null) {
+      const count = (this.perAddress.get(conn.address) ?? 1) - 1
+      if (count <= 0) this.perAddress.delete(conn.address)
+      else this.perAddress.set(conn.address, count)
+    }
+    if (this.policy.overCap && this.conns.size - this.evicting <= this.options.maxConnections) this.policy.overCap = false
+    const reason = conn.reason ?? 'client'
+    this.closes[reason]++
+    conn.socket.off('close', onSocketClose)
+    conn.socket.off('timeout', onSocketTimeout)
+    if (this.events.listenerCount('close') > 0) {
+      this.events.emit('close', {
+        reason,
+        requests: conn.finished,
+        age: (performance.now() - conn.createdAt) / 1000,
+        remoteAddress: conn.socket.remoteAddress,
+      })
+    }
+    this.drainHooks?.released()
+  }
+
+  /** Arms the socket's own inactivity timer as our idle timer. */
+  armIdle(conn: Connection, ms: number): void {
+    conn.idleArmed = true
+    conn.socket.setTimeout(ms)
+  }
+
+  idleTimeout(conn: Connection): void {
+    if (!conn.idleArmed) return // a timeout the application set on an active request: Node handles it
+    conn.idleArmed = false
+    if (conn.detached) {
+      conn.socket.setTimeout(0) // upgraded sockets are not ours to time out
+      return
+    }
+    if (conn.active) return
+    this.closeIdle(conn, this.policy.draining ? 'drain' : 'idleTimeout')
+  }
+
+  /** Closes an idle connection now. */
+  closeIdle(conn: Connection, reason: CloseReason): void {
+    if (conn.reason === null) conn.reason = reason
+    conn.closing = true
+    if (reason === 'drain') this.drainHooks?.closedIdle()
+    if (conn.session !== null) conn.session.close()
+    else conn.socket.destroy()
+  }
+
+  // ---- requests --------------------------------------------------------------------------
+
+  // Arrow functions: subscribed once per controller, no closure per request.
+  private readonly onRequestStart = (message: unknown): void => {
+    const { server, socket, response } = message as ChannelMessage
+    if ((server as TunableServer)[kOwner] !== this) return
+    const conn = (socket as TrackedSocket)[kConnection] ?? this.track(socket, server, true)
+    if (conn !== null) this.requestStarted(conn, response)
+  }
+
+  private readonly onResponseFinish = (message: unknown): void => {
+    const { server, socket } = message as ChannelMessage
+    if ((server as TunableServer)[kOwner] !== this) return
+    const conn = (socket as TrackedSocket)[kConnection]
+    if (conn !== undefined && conn.tracker === this) this.responseFinished(conn)
+  }
+
+  /** Processes a request's start; also called by `handle()` for the request that attached lazily. */
+  requestStarted(conn: Connection, res: ServerResponse): void {
+    if (conn.idleArmed) {
+      conn.idleArmed = false
+      conn.socket.setTimeout(conn.server.timeout || 0) // as Node's resetSocketTimeout does
+    }
+    if (conn.started++ === conn.finished) {
+      this.active++
+      this.idle?.delete(conn)
+    }
+    hookHeaders(res)
+  }
+
+  private responseFinished(conn: Connection): void {
+    if (conn.finished >= conn.started) return // a response we never saw start
+    conn.finished++
+    this.requests++
+    if (conn.finished > 1) this.reused++
+    this.drainHooks?.finished()
+    if (conn.active) return // pipelined requests are still waiting
+    this.active--
+    if (conn.closing) return // Node ends the socket after this response
+    conn.idleSince = performance.now()
+    this.idle?.add(conn)
+    if (this.drainHooks !== null) this.drainHooks.idle(conn)
+    else this.armIdle(conn, conn.idleMs || this.policy.timeoutMs + this.options.graceMs)
+  }
+
+  private streamStarted(stream: ServerHttp2Stream): void {
+    const conn = (stream.session as TrackedSession | undefined)?.[kConnection]
+    if (conn === undefined || conn.tracker !== this) return
+    if (conn.started++ === conn.finished) {
+      this.active++
+      this.idle?.delete(conn)
+    }
+    stream.once('close', () => {
+      conn.finished++
+      this.requests++
+      if (conn.finished > 1) this.reused++
+      this.drainHooks?.finished()
+      if (conn.active) return
+      this.active--
+      conn.idleSince = performance.now()
+      this.idle?.add(conn)
+    })
+  }
+
+  /** The per-response decision, taken as the headers are written (DESIGN.md rules 3 to 5). */
+  decide(conn: Connection, res: ServerResponse, statusCode: number): void {
+    const n = ++conn.responses
+    if (!nodeKeepsAlive(res, statusCode)) {
+      // Node closes after this response anyway; never advertise keep-alive beside it.
+      if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
+      conn.closing = true
+      return
+    }
+    const options = this.options
+    const ageMs = options.maxAgeMs === Infinity ? 0 : performance.now() - conn.createdAt
+    const reason = closeReason(n, ageMs, this.policy, options)
+    if (reason !== null) {
+      res.setHeader('Connection', 'close')
+      if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
+      conn.closing = true
+      conn.reason = reason
+      return
+    }
+    conn.closing = false
+    const own = res.getHeader('keep-alive')
+    if (own === undefined) {
+      res.setHeader('Keep-Alive', this.headerFor(n))
+      conn.idleMs = this.policy.timeoutMs + options.graceMs
+    } else {
+      // The application's header wins, and the socket keeps what it promises.
+      const promised = parseKeepAlive(Array.isArray(own) ? own : String(own)).timeout
+      conn.idleMs = (promised === undefined ? this.policy.timeoutMs : Math.min(promised * 1000, 0x7fffffff - options.graceMs)) + options.graceMs
+    }
+  }
+
+  /** `Keep-Alive` value for the n-th response; built once per (timeout, remaining) value. */
+  private headerFor(n: number): string {
+    const max = this.policy.max
+    if (max === Infinity) return this.headerTimeoutOnly
+    const remaining = max - n
+    const cached = this.headerCache[remaining]
+    if (cached !== undefined) return cached
+    return (this.headerCache[remaining] = this.headerPrefix + remaining)
+  }
+
+  private rebuildHeaders(): void {
+    const seconds = Math.floor(this.policy.timeoutMs / 1000)
+    this.headerTimeoutOnly = `timeout=${seconds}`
+    this.headerPrefix = `timeout=${seconds}, max=`
+    this.headerCache = []
+  }
+
+  // ---- load ------------------------------------------------------------------------------
+
+  /** From now on every response carries `Connection: close`. */
+  startDraining(): void {
+    if (this.policy.draining) return
+    this.policy.draining = true
+    this.events.emit('draining')
+  }
+
+  setLoad(load: number): void {
+    const previous = this.load
+    this.load = load
+    if (applyLoad(this.policy, load, this.options)) this.rebuildHeaders()
+    if (load !== previous && this.events.listenerCount('load') > 0) this.events.emit('load', load)
+  }
+
+  emit<E extends keyof KeepAliveEvents>(event: E, ...args: KeepAliveEvents[E]): void {
+    this.events.emit(event, ...args)
+  }
+}

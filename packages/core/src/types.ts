@@ -1,0 +1,160 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { EventEmitter } from 'node:events'
+
+/** Settings of the load-adaptive policy; every duration is in seconds. */
+export interface AdaptiveOptions {
+  /** Extra load signal in [0, 1], sampled every `interval`; the busiest signal decides. */
+  signal?: () => number
+  /** Load at which timeout and max start to shrink. @default 0.5 */
+  from?: number
+  /** Load at or above which responses carry `Connection: close`. @default 0.95 */
+  shedAt?: number
+  /** Advertised idle timeout at full load, in seconds. @default 1 */
+  minTimeout?: number
+  /** Requests per connection at full load. @default 10 */
+  minMax?: number
+  /** Seconds between two load samples. @default 0.5 */
+  interval?: number
+}
+
+/** The idle timeout of the proxy or load balancer in front of this server. */
+export interface BehindOptions {
+  /** The proxy's idle timeout for upstream connections, in seconds (AWS ALB: 60). */
+  idleTimeout: number
+}
+
+/** Options of {@link createKeepAlive}; every duration is in seconds (fractions allowed). */
+export interface KeepAliveOptions {
+  /** Advertised idle timeout in seconds; `0` turns keep-alive off. @default 5 */
+  timeout?: number
+  /** Requests one connection may serve in total; `Infinity` sends no `max=`. @default 1000 */
+  max?: number
+  /** Connection age in seconds after which the next response closes it. @default Infinity */
+  maxAge?: number
+  /** Seconds an idle socket is really kept beyond the advertised timeout. @default 1 */
+  grace?: number
+  /** Open-connection cap; over it the longest-idle connections are closed first. @default Infinity */
+  maxConnections?: number
+  /** Open connections per remote address; a new one over the cap is closed at once. @default Infinity */
+  maxConnectionsPerIp?: number
+  /** Shrink timeout and max with load, and shed keep-alive under overload. @default false */
+  adaptive?: boolean | AdaptiveOptions
+  /** The proxy in front: sets `timeout` to its idle timeout + 5 s so the server outlives it. */
+  behind?: BehindOptions
+}
+
+/** Why a tracked connection closed. */
+export type CloseReason =
+  | 'client'
+  | 'idleTimeout'
+  | 'maxRequests'
+  | 'maxAge'
+  | 'shed'
+  | 'evicted'
+  | 'perIp'
+  | 'drain'
+  | 'forced'
+
+/** A plain, JSON-serialisable snapshot of a controller. */
+export interface KeepAliveStats {
+  connections: { open: number; active: number; idle: number }
+  /** Responses finished. */
+  requests: number
+  /** Share of requests served on an already-used connection, in [0, 1]. */
+  reuseRatio: number
+  closes: Record<CloseReason, number>
+  /** Current smoothed load factor in [0, 1]. */
+  load: number
+  /** Current advertised idle timeout in seconds. */
+  timeout: number
+  /** Current requests-per-connection limit; `null` when unlimited. */
+  max: number | null
+  draining: boolean
+}
+
+/** What {@link KeepAliveController.shutdown} resolves with. */
+export interface ShutdownReport {
+  /** Sockets closed while idle. */
+  closedIdle: number
+  /** Requests in flight or arriving during the drain that finished. */
+  completed: number
+  /** Sockets destroyed at the deadline. */
+  forced: number
+  /** Seconds from the call until every connection was closed. */
+  elapsed: number
+}
+
+/** Options of {@link KeepAliveController.shutdown}. */
+export interface ShutdownOptions {
+  /** Seconds before whatever is still open is destroyed. @default 10 */
+  timeout?: number
+}
+
+/** What the `close` event carries. */
+export interface CloseEvent {
+  reason: CloseReason
+  /** Requests the connection served. */
+  requests: number
+  /** Seconds the connection was open. */
+  age: number
+  remoteAddress: string | undefined
+}
+
+/** What the `connection` event carries. */
+export interface ConnectionEvent {
+  remoteAddress: string | undefined
+  /** Open connections, this one included. */
+  open: number
+}
+
+/** Events a controller emits, with their arguments. */
+export interface KeepAliveEvents {
+  connection: [ConnectionEvent]
+  close: [CloseEvent]
+  draining: []
+  shutdown: [ShutdownReport]
+  /** The published load factor changed. */
+  load: [number]
+  /** A user `adaptive.signal()` threw or returned a non-number; the sample counts it as 0. */
+  error: [Error]
+}
+
+/** A server the controller can attach to: `http`, `https` or `http2`. */
+export type AttachableServer = EventEmitter & {
+  close(callback?: (err?: Error) => void): unknown
+  listening: boolean
+}
+
+/** Request types {@link KeepAliveController.handle} accepts. */
+export type AnyRequest = IncomingMessage | Http2ServerRequest
+/** Response types {@link KeepAliveController.handle} accepts. */
+export type AnyResponse = ServerResponse | Http2ServerResponse
+
+/** The object {@link createKeepAlive} returns; adapters carry the same methods. */
+export interface KeepAliveController {
+  /** Start tracking a server and take over its socket idle timeouts. Idempotent per server. */
+  attach(server: AttachableServer): void
+  /** Apply this response's connection policy; attaches to `req.socket.server` on first use. */
+  handle(req: AnyRequest, res: AnyResponse): void
+  /** A JSON-serialisable snapshot of connections, requests, closes and the current policy. */
+  stats(): KeepAliveStats
+  /** Mark draining: every response from now on carries `Connection: close`; nothing is closed yet. */
+  drain(): void
+  /** Graceful drain with a deadline; a second call returns the same promise. */
+  shutdown(options?: ShutdownOptions): Promise<ShutdownReport>
+  /** Subscribe to an event. */
+  on<E extends keyof KeepAliveEvents>(event: E, listener: (...args: KeepAliveEvents[E]) => void): KeepAliveController
+  /** Subscribe to one occurrence of an event. */
+  once<E extends keyof KeepAliveEvents>(event: E, listener: (...args: KeepAliveEvents[E]) => void): KeepAliveController
+  /** Remove a listener. */
+  off<E extends keyof KeepAliveEvents>(event: E, listener: (...args: KeepAliveEvents[E]) => void): KeepAliveController
+}
+
+/** Parameters of a `Keep-Alive` header. */
+export interface KeepAliveParams {
+  /** Idle timeout in whole seconds. */
+  timeout?: number
+  /** Requests the client may still send on this connection. */
+  max?: number
+}
