@@ -48,6 +48,10 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
   const started = performance.now()
   const report: ShutdownReport = { closedIdle: 0, completed: 0, forced: 0, elapsed: 0 }
   const quietMs = tracker.options.graceMs
+  /** Idle connections waiting to have been quiet for `quietMs`. */
+  const waiting = new Set<Connection>()
+  let sweepTimer: NodeJS.Timeout | null = null
+  let sweepQueued = false
   let deadline: NodeJS.Timeout | null = null
   let resolve!: (report: ShutdownReport) => void
   const promise = new Promise<ShutdownReport>((r) => (resolve = r))
@@ -57,21 +61,52 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
     if (done) return
     done = true
     if (deadline !== null) clearTimeout(deadline)
+    if (sweepTimer !== null) clearTimeout(sweepTimer)
+    waiting.clear()
     tracker.drainHooks = null
     report.elapsed = (performance.now() - started) / 1000
     tracker.emit('shutdown', { ...report })
     resolve(report)
   }
 
-  function closeWhenQuiet(conn: Connection, now: number): void {
-    if (conn.active || conn.closing || conn.detached) return
-    if (conn.session !== null) {
-      tracker.closeIdle(conn, 'drain')
-      return
+  // Closing runs from setImmediate, after the poll phase: a request that reached the socket while
+  // the timer was due (or while the event loop was stalled) is read first, and answered.
+  function queueSweep(): void {
+    if (sweepQueued || done) return
+    sweepQueued = true
+    setImmediate(sweep)
+  }
+
+  function sweep(): void {
+    sweepQueued = false
+    if (sweepTimer !== null) clearTimeout(sweepTimer)
+    sweepTimer = null
+    const now = performance.now()
+    let next = Infinity
+    for (const conn of waiting) {
+      if (conn.active || conn.closing || conn.detached || !tracker.conns.has(conn)) {
+        waiting.delete(conn)
+        continue
+      }
+      const quietFor = now - conn.idleSince
+      if (quietFor >= quietMs) {
+        waiting.delete(conn)
+        tracker.closeIdle(conn, 'drain')
+      } else {
+        next = Math.min(next, quietMs - quietFor)
+      }
     }
-    const quietFor = now - conn.idleSince
-    if (quietFor >= quietMs) tracker.closeIdle(conn, 'drain')
-    else tracker.armIdle(conn, quietMs - quietFor)
+    if (next !== Infinity && !done) {
+      // One timer for the whole drain, set for the connection that turns quiet first.
+      sweepTimer = setTimeout(queueSweep, Math.ceil(next))
+      sweepTimer.unref()
+    }
+  }
+
+  function closeWhenQuiet(conn: Connection): void {
+    if (conn.active || conn.closing || conn.detached) return
+    waiting.add(conn)
+    queueSweep()
   }
 
   function force(): void {
@@ -92,7 +127,7 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
 
   tracker.startDraining()
   tracker.drainHooks = {
-    idle: (conn) => closeWhenQuiet(conn, performance.now()),
+    idle: closeWhenQuiet,
     released: () => {
       if (tracker.conns.size === 0) finish()
     },
@@ -104,14 +139,17 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
     },
   }
   for (const server of tracker.servers.keys()) stopAccepting(server)
-  const now = performance.now()
   for (const conn of [...tracker.conns]) {
-    if (conn.session !== null && conn.active) {
+    if (conn.session !== null) {
+      if (!conn.active) {
+        tracker.closeIdle(conn, 'drain')
+        continue
+      }
       conn.reason = 'drain'
       conn.closing = true
       conn.session.close() // GOAWAY: open streams finish, no new ones start
     } else {
-      closeWhenQuiet(conn, now)
+      closeWhenQuiet(conn)
     }
   }
   if (tracker.conns.size === 0) {
@@ -211,10 +249,15 @@ export function createGracefulShutdown(
   let ready = true
   let running: Promise<ShutdownReport> | null = null
 
+  let endDelay: (() => void) | null = null
   const delay = (seconds: number): Promise<void> =>
     new Promise((resolve) => {
-      if (seconds <= 0) resolve()
-      else setTimeout(resolve, seconds * 1000)
+      if (seconds <= 0) return resolve()
+      const timer = setTimeout(resolve, seconds * 1000)
+      endDelay = () => {
+        clearTimeout(timer)
+        resolve()
+      }
     })
 
   async function run(): Promise<ShutdownReport> {
@@ -244,6 +287,7 @@ export function createGracefulShutdown(
     }
     // A second signal: stop waiting.
     options.logger('keepalive: second signal, closing every connection now')
+    endDelay?.() // a readiness delay still running ends now
     ;(controller as Forceable)[kForce]?.()
     if (options.exit) process.exit(1)
   }

@@ -44,6 +44,13 @@ interface TrackedSocket extends Socket {
   alpnProtocol?: string | false | null
 }
 
+/** A response's place on its connection (1-based), set as its request starts. */
+const kSequence = Symbol('keepalive.sequence')
+
+interface SequencedResponse extends ServerResponse {
+  [kSequence]?: number
+}
+
 interface TrackedSession extends Http2Session {
   [kConnection]?: Connection
 }
@@ -60,9 +67,8 @@ export function normaliseAddress(address: string | undefined): string | null {
 
 /** Per-connection state, kept on the socket itself. */
 export class Connection implements HeadersListener {
-  /** Requests started, responses whose headers were decided, responses finished. */
+  /** Requests started, responses finished. */
   started = 0
-  responses = 0
   finished = 0
   idleSince: number
   /** Idle time the last keep-alive response promised, plus grace. */
@@ -194,7 +200,10 @@ export class Tracker {
       onStream: http2 ? (stream) => this.streamStarted(stream) : null,
     }
     this.servers.set(server, attachment)
-    server.on(attachment.connectionEvent, attachment.onConnection)
+    // http2 servers create the session in their own connection listener and emit 'session' from it:
+    // track the socket first, so the session finds its connection.
+    if (http2) server.prependListener(attachment.connectionEvent, attachment.onConnection)
+    else server.on(attachment.connectionEvent, attachment.onConnection)
     server.on('close', attachment.onClose)
     if (attachment.onSession !== null) server.on('session', attachment.onSession)
     if (attachment.onStream !== null) server.on('stream', attachment.onStream)
@@ -412,7 +421,7 @@ export class Tracker {
   }
 
   /** Processes a request's start; also called by `handle()` for the request that attached lazily. */
-  requestStarted(conn: Connection, res: ServerResponse): void {
+  requestStarted(conn: Connection, res: SequencedResponse): void {
     if (conn.idleArmed) {
       conn.idleArmed = false
       conn.socket.setTimeout(conn.server.timeout || 0) // as Node's resetSocketTimeout does
@@ -421,6 +430,8 @@ export class Tracker {
       this.active++
       this.idle?.delete(conn)
     }
+    // Pipelined requests may write their headers out of order: `max=` counts by place, not by who writes first.
+    res[kSequence] = conn.started
     hookHeaders(res)
   }
 
@@ -448,9 +459,12 @@ export class Tracker {
     }
     stream.once('close', () => {
       conn.finished++
-      this.requests++
-      if (conn.finished > 1) this.reused++
-      this.drainHooks?.finished()
+      // A stream reset or destroyed before its response ended (at the deadline, say) served no request.
+      if (stream.writableFinished) {
+        this.requests++
+        if (conn.finished > 1) this.reused++
+        this.drainHooks?.finished()
+      }
       if (conn.active) return
       this.active--
       conn.idleSince = performance.now()
@@ -459,8 +473,8 @@ export class Tracker {
   }
 
   /** The per-response decision, taken as the headers are written (DESIGN.md rules 3 to 5). */
-  decide(conn: Connection, res: ServerResponse, statusCode: number): void {
-    const n = ++conn.responses
+  decide(conn: Connection, res: SequencedResponse, statusCode: number): void {
+    const n = res[kSequence] ?? conn.started
     if (!nodeKeepsAlive(res, statusCode)) {
       // Node closes after this response anyway; never advertise keep-alive beside it.
       if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')

@@ -24,7 +24,14 @@ declare module 'fastify' {
 export type FastifyKeepAliveOptions = KeepAliveOptions
 
 const plugin: FastifyPluginCallback<FastifyKeepAliveOptions> = (fastify: FastifyInstance, options, done) => {
-  const controller = createKeepAlive(options)
+  let controller: KeepAliveController
+  try {
+    controller = createKeepAlive(options)
+  } catch (error) {
+    // avvio does not catch what a callback plugin throws: hand it to done(), so register() rejects with it.
+    done(error as Error)
+    return
+  }
   // Attached at register time, so Node's request channel reaches every request, 404s and errors
   // included: no per-request hook is needed. This also replaces Fastify's 72 s keepAliveTimeout.
   controller.attach(fastify.server)
