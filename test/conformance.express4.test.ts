@@ -1,0 +1,4 @@
+import { runConformance } from './conformance.js'
+import { express4Harness } from './harness/express.js'
+
+runConformance(express4Harness)

@@ -1,0 +1,4 @@
+import { runConformance } from './conformance.js'
+import { express5Harness } from './harness/express.js'
+
+runConformance(express5Harness)

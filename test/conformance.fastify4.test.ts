@@ -1,0 +1,4 @@
+import { runConformance } from './conformance.js'
+import { fastify4Harness } from './harness/fastify.js'
+
+runConformance(fastify4Harness)
