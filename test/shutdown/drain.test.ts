@@ -1,0 +1,173 @@
+import { once } from 'node:events'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import { createKeepAlive, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
+import { describe, expect, it } from 'vitest'
+import { connectionHeaders, openRaw } from '../helpers/load.js'
+import { useResources } from '../helpers/resources.js'
+
+const resources = useResources()
+
+interface Started {
+  ka: KeepAliveController
+  server: http.Server
+  port: number
+  /** Resolves with the path of each request as its handler starts; `next()` waits for the next one. */
+  next(): Promise<string>
+}
+
+/**
+ * A raw node:http server: `/hang` never answers, `/slow?ms=N` answers after N ms, anything else at once.
+ * Closed after the test even if it fails (sockets destroyed first).
+ */
+async function start(options: KeepAliveOptions = {}): Promise<Started> {
+  const ka = createKeepAlive(options)
+  const waiting: ((path: string) => void)[] = []
+  const server = http.createServer((req, res) => {
+    ka.handle(req, res)
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    waiting.shift()?.(url.pathname)
+    if (url.pathname === '/hang') return
+    const ms = Number(url.searchParams.get('ms') ?? 0)
+    if (ms > 0) setTimeout(() => res.end('slow'), ms)
+    else res.end('ok')
+  })
+  ka.attach(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  resources.add(server, (s) => {
+    s.closeAllConnections()
+    if (s.listening) s.close()
+  })
+  return {
+    ka,
+    server,
+    port: (server.address() as AddressInfo).port,
+    next: () => new Promise((resolve) => waiting.push(resolve)),
+  }
+}
+
+describe('controller.shutdown()', () => {
+  it('answers a request written on an idle keep-alive socket just after shutdown starts, with Connection: close', async () => {
+    const { ka, port } = await start({ grace: 3 })
+    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const first = await raw.request('/first')
+    expect(connectionHeaders(first.headers)).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=5, max=999' })
+
+    const shutdown = ka.shutdown()
+    // The client cannot know the server is draining: its next request is already on its way.
+    const second = await raw.request('/second')
+    expect(second.status).toBe(200)
+    expect(second.body).toBe('ok')
+    expect(connectionHeaders(second.headers)).toEqual({ connection: 'close', keepAlive: null })
+    await raw.closed
+    const report = await shutdown
+    expect(report).toMatchObject({ closedIdle: 0, completed: 1, forced: 0 })
+    // Closed right after that response, not after the 3 s quiet window.
+    expect(report.elapsed).toBeLessThan(2)
+    expect(ka.stats().closes).toMatchObject({ drain: 1, client: 0, forced: 0 })
+  })
+
+  it('closes an idle socket once it has been quiet for grace seconds, and one that never sent a request', async () => {
+    const { ka, port } = await start({ grace: 0.3 })
+    const used = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    await used.request('/')
+    const usedAt = performance.now()
+    const silent = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const silentAt = performance.now()
+    expect(ka.stats().connections).toEqual({ open: 2, active: 0, idle: 2 })
+
+    const closedAt = (client: typeof used): Promise<number> => client.closed.then(() => performance.now())
+    const closing = Promise.all([closedAt(used), closedAt(silent)])
+    const report = await ka.shutdown()
+    const [usedClosed, silentClosed] = await closing
+    expect(report).toMatchObject({ closedIdle: 2, completed: 0, forced: 0 })
+    // Each after its own quiet window (both were fresh when the drain began), and promptly after it.
+    expect((usedClosed - usedAt) / 1000).toBeGreaterThanOrEqual(0.25)
+    expect((silentClosed - silentAt) / 1000).toBeGreaterThanOrEqual(0.25)
+    expect(report.elapsed).toBeLessThan(2)
+    expect(ka.stats().closes).toMatchObject({ drain: 2, idleTimeout: 0 })
+  })
+
+  it('lets an in-flight request finish, closes its socket after the response and counts it as completed', async () => {
+    const { ka, port, next } = await start({ grace: 0.2 })
+    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const started = next()
+    const response = raw.request('/slow?ms=300')
+    await started
+    expect(ka.stats().connections).toMatchObject({ open: 1, active: 1 })
+
+    const report = await ka.shutdown({ timeout: 5 })
+    const res = await response
+    await raw.closed
+    expect(res.body).toBe('slow')
+    expect(connectionHeaders(res.headers)).toEqual({ connection: 'close', keepAlive: null })
+    expect(report).toMatchObject({ closedIdle: 0, completed: 1, forced: 0 })
+    expect(report.elapsed).toBeGreaterThan(0.2)
+    expect(report.elapsed).toBeLessThan(2)
+  })
+
+  it('destroys a request that never gets an answer at the deadline, counts it as forced and resolves in time', async () => {
+    const { ka, port, next } = await start({ grace: 0.1 })
+    const hanging = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const slow = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const idle = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    await idle.request('/')
+    let started = next()
+    const hung = hanging.request('/hang').then(
+      () => 'answered',
+      (error: Error) => error.message,
+    )
+    await started
+    started = next()
+    const slowResponse = slow.request('/slow?ms=150')
+    await started
+
+    const startedAt = performance.now()
+    const report = await ka.shutdown({ timeout: 0.5 })
+    const waited = (performance.now() - startedAt) / 1000
+    expect(await hung).toBe('socket closed before a full response')
+    expect(connectionHeaders((await slowResponse).headers)).toEqual({ connection: 'close', keepAlive: null })
+    await Promise.all([hanging.closed, slow.closed, idle.closed])
+
+    expect(report).toMatchObject({ closedIdle: 1, completed: 1, forced: 1 })
+    expect(report.elapsed).toBeGreaterThanOrEqual(0.45)
+    expect(report.elapsed).toBeLessThan(2)
+    expect(waited).toBeLessThan(2)
+    expect(ka.stats().closes).toMatchObject({ forced: 1, drain: 2 })
+    expect(ka.stats().connections.open).toBe(0)
+  })
+
+  it('resolves at once with an empty report when nothing is open', async () => {
+    const { ka, server } = await start()
+    const closed = once(server, 'close')
+    const report = await ka.shutdown()
+    await closed
+    expect(report).toMatchObject({ closedIdle: 0, completed: 0, forced: 0 })
+    expect(report.elapsed).toBeLessThan(0.5)
+    expect(server.listening).toBe(false)
+  })
+
+  it('returns the same promise when called twice, even with other options', async () => {
+    const { ka, port } = await start({ grace: 0.1 })
+    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    await raw.request('/')
+    const first = ka.shutdown({ timeout: 5 })
+    const second = ka.shutdown({ timeout: 0 })
+    expect(second).toBe(first)
+    const report = await first
+    expect(ka.shutdown()).toBe(first)
+    expect(report).toMatchObject({ closedIdle: 1, forced: 0 })
+  })
+
+  it('stops accepting new connections at once', async () => {
+    const { ka, server, port } = await start({ grace: 0.2 })
+    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    await raw.request('/')
+    const shutdown = ka.shutdown()
+    expect(server.listening).toBe(false)
+    await expect(openRaw(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' })
+    await shutdown
+  })
+})

@@ -1,0 +1,132 @@
+import { once } from 'node:events'
+import http2, { type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2'
+import type { AddressInfo } from 'node:net'
+import { createKeepAlive, type KeepAliveController } from '@keepalive/core'
+import { describe, expect, it } from 'vitest'
+import { useResources } from '../helpers/resources.js'
+import { fixture } from '../helpers/tls.js'
+
+const resources = useResources()
+
+interface Started {
+  ka: KeepAliveController
+  server: http2.Http2SecureServer
+  url: string
+  /** Resolves with the path of the next request whose handler starts. */
+  next(): Promise<string>
+}
+
+/** An HTTP/2 (TLS) server: `/slow` answers after 300 ms, `/hang` never, anything else at once. */
+async function start(): Promise<Started> {
+  const ka = createKeepAlive({ grace: 0.2 })
+  const waiting: ((path: string) => void)[] = []
+  const server = http2.createSecureServer({ key: fixture.key, cert: fixture.cert }, (req, res) => {
+    ka.handle(req, res)
+    waiting.shift()?.(req.url)
+    if (req.url === '/hang') return
+    if (req.url === '/slow') setTimeout(() => res.end('slow'), 300)
+    else res.end('ok')
+  })
+  ka.attach(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  resources.add(server, (s) => {
+    if (s.listening) s.close()
+  })
+  return {
+    ka,
+    server,
+    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    next: () => new Promise((resolve) => waiting.push(resolve)),
+  }
+}
+
+async function connect(url: string): Promise<ClientHttp2Session> {
+  const session = http2.connect(url, { ca: fixture.cert })
+  resources.add(session, (s) => s.destroy())
+  await once(session, 'connect')
+  return session
+}
+
+interface StreamResult {
+  status: number
+  headers: IncomingHttpHeaders
+  body: string
+}
+
+function get(session: ClientHttp2Session, path: string): Promise<StreamResult> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ':path': path })
+    let headers: IncomingHttpHeaders | null = null
+    let ended = false
+    let body = ''
+    stream.setEncoding('utf8')
+    stream.on('response', (h) => (headers = h))
+    stream.on('data', (chunk: string) => (body += chunk))
+    stream.on('end', () => (ended = true))
+    stream.on('error', () => {}) // reported through 'close' below
+    stream.on('close', () => {
+      if (headers !== null && ended) resolve({ status: Number(headers[':status']), headers, body })
+      else reject(new Error(`stream closed without a full response (rstCode ${stream.rstCode})`))
+    })
+  })
+}
+
+describe('shutdown() of an HTTP/2 server', () => {
+  it('sends GOAWAY to a connected session and lets its open stream complete', async () => {
+    const { ka, url, next } = await start()
+    const session = await connect(url)
+    const first = await get(session, '/')
+    // Connection-specific headers are forbidden in HTTP/2.
+    expect(first.headers).not.toHaveProperty('connection')
+    expect(first.headers).not.toHaveProperty('keep-alive')
+    expect(ka.stats()).toMatchObject({ connections: { open: 1, active: 0, idle: 1 }, requests: 1 })
+
+    const started = next()
+    const slow = get(session, '/slow')
+    await started
+    expect(ka.stats().connections).toMatchObject({ open: 1, active: 1 })
+    const goaway = once(session, 'goaway')
+    const sessionClosed = once(session, 'close')
+
+    const report = await ka.shutdown({ timeout: 5 })
+    const [errorCode] = (await goaway) as [number]
+    expect(errorCode).toBe(http2.constants.NGHTTP2_NO_ERROR)
+    const result = await slow
+    expect(result).toMatchObject({ status: 200, body: 'slow' })
+    await sessionClosed
+    expect(report).toMatchObject({ closedIdle: 0, completed: 1, forced: 0 })
+    expect(ka.stats()).toMatchObject({ connections: { open: 0 }, requests: 2, closes: { drain: 1, forced: 0 } })
+  })
+
+  it('sends GOAWAY to an idle session and closes it', async () => {
+    const { ka, url } = await start()
+    const session = await connect(url)
+    await get(session, '/')
+    const goaway = once(session, 'goaway')
+    const sessionClosed = once(session, 'close')
+    const report = await ka.shutdown()
+    await goaway
+    await sessionClosed
+    expect(report).toMatchObject({ closedIdle: 1, completed: 0, forced: 0 })
+  })
+
+  it('destroys a session whose stream is still open at the deadline', async () => {
+    const { ka, url, next } = await start()
+    const session = await connect(url)
+    session.on('error', () => {}) // destroyed under it, as expected
+    const started = next()
+    const hanging = get(session, '/hang').then(
+      () => 'answered',
+      () => 'failed',
+    )
+    await started
+    const sessionClosed = once(session, 'close')
+    const report = await ka.shutdown({ timeout: 0.3 })
+    await sessionClosed
+    expect(await hanging).toBe('failed')
+    expect(report).toMatchObject({ closedIdle: 0, completed: 0, forced: 1 })
+    expect(report.elapsed).toBeGreaterThanOrEqual(0.25)
+    expect(report.elapsed).toBeLessThan(2)
+  })
+})

@@ -1,0 +1,227 @@
+import { once } from 'node:events'
+import http from 'node:http'
+import http2 from 'node:http2'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import tls from 'node:tls'
+import { createKeepAlive, type CloseEvent, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
+import { describe, expect, it } from 'vitest'
+import { openRaw } from './helpers/load.js'
+import { useResources } from './helpers/resources.js'
+import { fixture } from './helpers/tls.js'
+
+const resources = useResources()
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
+
+/** Serves `/slow?ms=N` after N ms, `/hang` never, anything else at once; `next()` resolves as a handler starts. */
+function routes(ka: KeepAliveController, waiting: (() => void)[]): Handler {
+  return (req, res) => {
+    ka.handle(req, res)
+    waiting.shift()?.()
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    if (url.pathname === '/hang') return
+    const ms = Number(url.searchParams.get('ms') ?? 0)
+    if (ms > 0) setTimeout(() => res.end('slow'), ms)
+    else res.end('ok')
+  }
+}
+
+async function listen<S extends http.Server | https.Server | http2.Http2SecureServer>(server: S): Promise<number> {
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  resources.add(server, (s) => {
+    if ('closeAllConnections' in s) s.closeAllConnections()
+    if (s.listening) s.close()
+  })
+  return (server.address() as AddressInfo).port
+}
+
+async function startHttp(options: KeepAliveOptions = {}): Promise<{ ka: KeepAliveController; port: number; next(): Promise<void> }> {
+  const ka = createKeepAlive(options)
+  const waiting: (() => void)[] = []
+  const server = http.createServer(routes(ka, waiting))
+  ka.attach(server)
+  return { ka, port: await listen(server), next: () => new Promise((resolve) => waiting.push(resolve)) }
+}
+
+function nextClose(ka: KeepAliveController): Promise<CloseEvent> {
+  return new Promise((resolve) => ka.once('close', resolve))
+}
+
+describe('stats()', () => {
+  it('is a plain JSON-serialisable snapshot with every close reason and draining', () => {
+    const ka = createKeepAlive()
+    const stats = ka.stats()
+    expect(stats).toEqual({
+      connections: { open: 0, active: 0, idle: 0 },
+      requests: 0,
+      reuseRatio: 0,
+      closes: { client: 0, idleTimeout: 0, maxRequests: 0, maxAge: 0, shed: 0, evicted: 0, perIp: 0, drain: 0, forced: 0 },
+      load: 0,
+      timeout: 5,
+      max: 1000,
+      draining: false,
+    })
+    expect(JSON.parse(JSON.stringify(stats))).toEqual(stats)
+    expect(createKeepAlive({ max: Infinity }).stats().max).toBeNull()
+    // A snapshot: changing it changes nothing inside.
+    stats.closes.client = 99
+    expect(ka.stats().closes.client).toBe(0)
+  })
+
+  it('reports draining from drain() on', () => {
+    const ka = createKeepAlive()
+    ka.drain()
+    expect(ka.stats().draining).toBe(true)
+  })
+})
+
+describe('connection tracking (http)', () => {
+  it('tracks a connection from the moment it is accepted, before it sends a byte', async () => {
+    const { ka, port } = await startHttp()
+    const connected = new Promise((resolve) => ka.once('connection', resolve))
+    resources.add(await openRaw(port), (c) => c.socket.destroy())
+    await connected
+    expect(ka.stats()).toMatchObject({ connections: { open: 1, active: 0, idle: 1 }, requests: 0 })
+  })
+
+  it('counts a connection active while a request is in flight and idle after, with requests and reuse', async () => {
+    const { ka, port, next } = await startHttp()
+    const a = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const b = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const started = next()
+    const slow = a.request('/slow?ms=150')
+    await started
+    expect(ka.stats().connections).toEqual({ open: 2, active: 1, idle: 1 })
+    await slow
+    expect(ka.stats().connections).toEqual({ open: 2, active: 0, idle: 2 })
+    await a.request('/')
+    await a.request('/')
+    await b.request('/')
+    // Four responses, two of them on an already-used connection.
+    expect(ka.stats()).toMatchObject({ requests: 4, reuseRatio: 0.5 })
+  })
+
+  it('closes a connection that never sends a request after timeout + grace, like an idle one', async () => {
+    const { ka, port } = await startHttp({ timeout: 0.3, grace: 0.1 })
+    const closed = nextClose(ka)
+    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const event = await closed
+    await raw.closed
+    expect(event).toMatchObject({ reason: 'idleTimeout', requests: 0 })
+    expect(event.age).toBeGreaterThanOrEqual(0.35)
+    expect(event.age).toBeLessThan(3)
+  })
+
+  it('never idle-closes a connection while its request runs, and counts idle time from its last response', async () => {
+    const { ka, port } = await startHttp({ timeout: 0.2, grace: 0.1 })
+    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    await raw.request('/')
+    // Longer than the idle window: the connection is active, not idle, all along.
+    const slow = await raw.request('/slow?ms=500')
+    expect(slow.body).toBe('slow')
+    const lastResponseAt = performance.now()
+    const event = await nextClose(ka)
+    const idleFor = (performance.now() - lastResponseAt) / 1000
+    expect(event).toMatchObject({ reason: 'idleTimeout', requests: 2 })
+    expect(idleFor).toBeGreaterThanOrEqual(0.25)
+    expect(idleFor).toBeLessThan(3)
+    // Its age covers the whole life of the connection, the slow request included.
+    expect(event.age).toBeGreaterThanOrEqual(0.75)
+  })
+
+  it('tracks every server attached to one controller and stops tracking a server once it closes', async () => {
+    const ka = createKeepAlive()
+    const one = http.createServer(routes(ka, []))
+    const two = http.createServer(routes(ka, []))
+    const ownListeners = one.listenerCount('connection')
+    ka.attach(one)
+    ka.attach(two)
+    ka.attach(one) // attaching twice is a no-op
+    const [portOne, portTwo] = [await listen(one), await listen(two)]
+    const a = resources.add(await openRaw(portOne), (c) => c.socket.destroy())
+    const b = resources.add(await openRaw(portTwo), (c) => c.socket.destroy())
+    await a.request('/')
+    await b.request('/')
+    expect(ka.stats()).toMatchObject({ connections: { open: 2 }, requests: 2 })
+    const oneClosed = once(one, 'close')
+    const released = nextClose(ka)
+    one.close()
+    a.socket.destroy()
+    await oneClosed
+    expect(await released).toMatchObject({ reason: 'client', requests: 1 })
+    expect(ka.stats().connections.open).toBe(1)
+    expect(one.listenerCount('connection')).toBe(ownListeners)
+    expect(two.listenerCount('connection')).toBe(ownListeners + 1)
+    await b.request('/')
+    expect(ka.stats().requests).toBe(3)
+  })
+
+  it('refuses to attach a server that another controller already tracks', () => {
+    const server = http.createServer()
+    createKeepAlive().attach(server)
+    expect(() => createKeepAlive().attach(server)).toThrow('already attached to another keepalive controller')
+  })
+})
+
+describe('connection tracking (https and http2)', () => {
+  it('tracks an https connection from its handshake, before any request', async () => {
+    const ka = createKeepAlive()
+    const server = https.createServer({ key: fixture.key, cert: fixture.cert }, routes(ka, []))
+    ka.attach(server)
+    const port = await listen(server)
+    const connected = new Promise((resolve) => ka.once('connection', resolve))
+    const socket = tls.connect({ host: '127.0.0.1', port, ca: fixture.cert, servername: 'localhost' })
+    resources.add(socket, (s) => s.destroy())
+    await connected
+    expect(ka.stats()).toMatchObject({ connections: { open: 1, active: 0, idle: 1 }, requests: 0 })
+    const agent = resources.add(new https.Agent({ keepAlive: true, maxSockets: 1, ca: fixture.cert }), (a) => a.destroy())
+    for (let i = 0; i < 2; i++) {
+      await new Promise<void>((resolve, reject) => {
+        https
+          .get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+            res.resume()
+            res.on('end', resolve)
+          })
+          .on('error', reject)
+      })
+    }
+    expect(ka.stats()).toMatchObject({ connections: { open: 2 }, requests: 2, reuseRatio: 0.5 })
+  })
+
+  it('tracks an http2 session as one connection and its streams as its requests', async () => {
+    const ka = createKeepAlive()
+    const waiting: (() => void)[] = []
+    const server = http2.createSecureServer({ key: fixture.key, cert: fixture.cert }, (req, res) => {
+      ka.handle(req, res)
+      waiting.shift()?.()
+      if (req.url === '/slow') setTimeout(() => res.end('slow'), 150)
+      else res.end('ok')
+    })
+    ka.attach(server)
+    const port = await listen(server)
+    const connected = new Promise((resolve) => ka.once('connection', resolve))
+    const session = http2.connect(`https://127.0.0.1:${port}`, { ca: fixture.cert })
+    resources.add(session, (s) => s.destroy())
+    await connected
+    expect(ka.stats().connections).toEqual({ open: 1, active: 0, idle: 1 })
+
+    const started = new Promise<void>((resolve) => waiting.push(resolve))
+    const slow = session.request({ ':path': '/slow' })
+    slow.resume()
+    await started
+    expect(ka.stats().connections).toEqual({ open: 1, active: 1, idle: 0 })
+    await once(slow, 'close')
+    const quick = session.request({ ':path': '/' })
+    quick.resume()
+    await once(quick, 'close')
+    expect(ka.stats()).toMatchObject({ connections: { open: 1, active: 0, idle: 1 }, requests: 2, reuseRatio: 0.5 })
+
+    const closed = nextClose(ka)
+    session.close()
+    expect(await closed).toMatchObject({ reason: 'client', requests: 2 })
+    expect(ka.stats().connections.open).toBe(0)
+  })
+})
