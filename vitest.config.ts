@@ -10,6 +10,9 @@ export default defineConfig({
       '@keepalive/express': src('express'),
       '@keepalive/koa': src('koa'),
       '@keepalive/fastify': src('fastify'),
+      '@keepalive/prometheus': src('prometheus'),
+      '@keepalive/otel': src('otel'),
+      '@keepalive/cli': src('cli'),
     },
   },
   test: {
@@ -17,7 +20,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
-    // The JSON report is what .ci/run reads for its closing "N passed, N failed" line.
+    // scripts/test.mjs reads the JSON report for its closing "N passed, N failed" line.
     reporters: ['default', 'json'],
     outputFile: { json: '.cache/vitest-report.json' },
   },
