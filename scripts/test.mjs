@@ -1,0 +1,82 @@
+// The whole test suite, as `pnpm test` runs it: build, type-check, lint, every vitest suite on this
+// Node.js, then the wire-level suites (conformance, HTTPS/HTTP/2, shutdown) again on Node 22 and 24.
+// Ends with one line "N passed, N failed" and writes the same figures to .cache/test-summary.json.
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { nodeBinary } from './node-binary.mjs'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const cache = join(root, '.cache')
+mkdirSync(cache, { recursive: true })
+const args = process.argv.slice(2)
+const quick = args.includes('--no-matrix') || process.env.KEEPALIVE_NO_MATRIX === '1'
+/** The suites that run on every Node.js version of the matrix. */
+const MATRIX_SUITES = ['test/conformance', 'test/https.test.ts', 'test/http2.test.ts', 'test/shutdown', 'test/tracking.test.ts']
+const MATRIX_MAJORS = [22, 24]
+
+let passed = 0
+let failed = 0
+const lines = []
+
+function run(label, command, commandArgs, env = {}) {
+  console.log(`\n> ${label}`)
+  const result = spawnSync(command, commandArgs, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } })
+  return result.status === 0
+}
+
+function step(label, command, commandArgs) {
+  const ok = run(label, command, commandArgs)
+  if (!ok) failed++
+  lines.push(`${ok ? 'ok  ' : 'FAIL'} ${label}`)
+  return ok
+}
+
+function vitest(label, node, files, report) {
+  rmSync(report, { force: true })
+  const vitestBin = join(root, 'node_modules', 'vitest', 'vitest.mjs')
+  const binDir = dirname(node)
+  const ok = run(label, node, [vitestBin, 'run', ...files, `--outputFile.json=${report}`], {
+    PATH: `${binDir}:${process.env.PATH}`,
+  })
+  if (!existsSync(report)) {
+    failed++
+    lines.push(`FAIL ${label}: no report`)
+    return
+  }
+  const r = JSON.parse(readFileSync(report, 'utf8'))
+  // A file that fails to load has no tests of its own: count it as one failure.
+  const broken = r.testResults.filter((f) => f.status === 'failed' && f.assertionResults.length === 0).length
+  passed += r.numPassedTests
+  failed += r.numFailedTests + broken
+  if (!ok && r.numFailedTests + broken === 0) failed++
+  lines.push(`${ok ? 'ok  ' : 'FAIL'} ${label}: ${r.numPassedTests} passed, ${r.numFailedTests + broken} failed`)
+}
+
+const pnpm = process.platform === 'win32' ? 'pnpm.cmd' : 'pnpm'
+const built = step('build', pnpm, ['-r', '--filter', './packages/*', 'run', 'build'])
+step('typecheck', process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'])
+step('lint', process.execPath, [join(root, 'node_modules', 'eslint', 'bin', 'eslint.js'), '.'])
+if (built) {
+  vitest(`vitest on Node ${process.versions.node}`, process.execPath, [], join(cache, 'vitest-report.json'))
+  if (!quick) {
+    for (const major of MATRIX_MAJORS) {
+      let node
+      try {
+        node = nodeBinary(major)
+      } catch (error) {
+        failed++
+        lines.push(`FAIL Node ${major}: could not get a binary: ${error.message}`)
+        continue
+      }
+      const version = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim()
+      vitest(`wire suites on Node ${version}`, node, MATRIX_SUITES, join(cache, `vitest-node${major}.json`))
+    }
+  }
+}
+
+console.log(`\n${lines.join('\n')}`)
+writeFileSync(join(cache, 'test-summary.json'), JSON.stringify({ passed, failed }))
+console.log(`${passed} passed, ${failed} failed`)
+process.exit(failed === 0 ? 0 : 1)
