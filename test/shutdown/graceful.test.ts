@@ -49,10 +49,12 @@ async function start(): Promise<Started> {
 }
 
 describe('gracefulShutdown(server, options) with exit: false', () => {
-  it('reports not-ready and closes every response during the readiness delay, then runs the hooks in order', async () => {
+  it('reports not-ready while serving as usual during the readiness delay, then drains and runs the hooks in order', async () => {
     const { ka, server, port, readiness } = await start()
     const events: string[] = []
     const logged: string[] = []
+    let resolveNotReady!: () => void
+    const notReady = new Promise<void>((resolve) => (resolveNotReady = resolve))
     let resolveDone!: (report: ShutdownReport) => void
     const done = new Promise<ShutdownReport>((resolve) => (resolveDone = resolve))
     const graceful = gracefulShutdown(server, {
@@ -61,9 +63,12 @@ describe('gracefulShutdown(server, options) with exit: false', () => {
       readinessDelay: 0.4,
       timeout: 5,
       exit: false,
-      logger: (line) => logged.push(line),
+      logger: (line) => {
+        logged.push(line)
+        resolveNotReady()
+      },
       beforeShutdown: () => {
-        events.push(`beforeShutdown listening=${server.listening}`)
+        events.push(`beforeShutdown listening=${server.listening} draining=${ka.stats().draining}`)
       },
       onShutdown: (report) => {
         events.push(`onShutdown open=${ka.stats().connections.open}`)
@@ -79,21 +84,19 @@ describe('gracefulShutdown(server, options) with exit: false', () => {
     expect(await raw.request('/ready')).toMatchObject({ status: 200, body: 'ok' })
 
     const signalledAt = performance.now()
-    const draining = new Promise<void>((resolve) => ka.once('draining', resolve))
     process.kill(process.pid, SIGNAL)
-    await draining
+    await notReady
+    expect(logged[0]).toBe(`keepalive: ${SIGNAL} received: reporting not ready; draining in 0.4s`)
     expect(graceful.ready).toBe(false)
-    // Still serving during the delay: the open socket's next response closes it.
+    expect(ka.stats().draining).toBe(false)
+    // Still serving as usual during the delay: the readiness probe says 503, connections stay keep-alive
+    // (a proxy that still routes here keeps reusing its pooled connections rather than opening new ones).
+    const probe = await raw.request('/ready')
+    expect(probe).toMatchObject({ status: 503, body: 'shutting down' })
+    expect(connectionHeaders(probe.headers).connection).toBe('keep-alive')
     const during = await raw.request('/')
     expect(during.status).toBe(200)
-    expect(connectionHeaders(during.headers)).toEqual({ connection: 'close', keepAlive: null })
-    await raw.closed
-    // A readiness probe on a new connection: 503, and the connection closes after it.
-    const probe = resources.add(await openRaw(port), (c) => c.socket.destroy())
-    const answer = await probe.request('/ready')
-    expect(answer).toMatchObject({ status: 503, body: 'shutting down' })
-    expect(connectionHeaders(answer.headers)).toEqual({ connection: 'close', keepAlive: null })
-    await probe.closed
+    expect(connectionHeaders(during.headers).connection).toBe('keep-alive')
     expect(server.listening).toBe(true)
 
     const report = await done
@@ -103,10 +106,13 @@ describe('gracefulShutdown(server, options) with exit: false', () => {
     expect(process.exitCode).toBeUndefined() // exit: false leaves the process alone
     expect(seconds).toBeGreaterThanOrEqual(0.35)
     expect(seconds).toBeLessThan(3)
-    expect(events).toEqual(['draining', 'beforeShutdown listening=true', 'onShutdown open=0'])
+    expect(events).toEqual(['beforeShutdown listening=true draining=false', 'draining', 'onShutdown open=0'])
     expect(report.forced).toBe(0)
-    expect(logged).toHaveLength(1)
-    expect(logged[0]).toMatch(/^keepalive: drained in \d+\.\d\ds: \d+ idle closed, \d+ requests completed, 0 forced$/)
+    // The socket used during the delay was closed by the drain once quiet.
+    expect(report.closedIdle).toBe(1)
+    await raw.closed
+    expect(logged).toHaveLength(2)
+    expect(logged[1]).toMatch(/^keepalive: drained in \d+\.\d\ds: 1 idle closed, \d+ requests completed, 0 forced$/)
   })
 
   it('forces every connection at once on a second signal', async () => {

@@ -114,16 +114,18 @@ describe('gracefulShutdown in a child process (Express 5, built packages)', () =
     expect(await response).toMatchObject({ kind: 'failed' })
   })
 
-  it('keeps serving, with Connection: close, and reports not-ready during the readiness delay', async () => {
+  it('keeps serving as usual and reports not-ready during the readiness delay, then drains', async () => {
     const app = await startApp({ READINESS_DELAY: '1' })
     const agent = keepAliveAgent()
     expect(await agentRequest(agent, app.port, '/ready')).toMatchObject({ kind: 'ok', status: 200 })
     app.child.kill('SIGTERM')
-    await app.line(/^draining$/)
+    await app.line(/^keepalive: SIGTERM received: reporting not ready; draining in 1s$/)
     const ready = await agentRequest(agent, app.port, '/ready')
-    expect(ready).toMatchObject({ kind: 'ok', status: 503, headers: { connection: 'close', keepAlive: null } })
+    expect(ready).toMatchObject({ kind: 'ok', status: 503, reused: true, headers: { connection: 'keep-alive' } })
     const served = await agentRequest(agent, app.port, '/slow?ms=1')
-    expect(served).toMatchObject({ kind: 'ok', status: 200, headers: { connection: 'close', keepAlive: null } })
+    expect(served).toMatchObject({ kind: 'ok', status: 200, reused: true, headers: { connection: 'keep-alive' } })
+    expect(app.lines).not.toContain('draining')
+    await app.line(/^draining$/)
     expect(await app.exited).toBe(0)
     expect(app.lines.some((l) => REPORT_LINE.test(l))).toBe(true)
   })

@@ -3,9 +3,10 @@ import { createGracefulShutdown, type GracefulShutdown, type GracefulShutdownOpt
 import type { AttachableServer } from './types.js'
 
 /**
- * On SIGTERM/SIGINT: report not-ready and answer with `Connection: close` for `readinessDelay`
- * seconds, run `beforeShutdown`, drain with the deadline, run `onShutdown`, log one line and exit
- * (0 after a clean drain, 1 if anything was forced). A second signal closes everything at once.
+ * On SIGTERM/SIGINT: report not-ready (keep serving as usual) for `readinessDelay` seconds, run
+ * `beforeShutdown`, drain with the deadline (every response `Connection: close`, idle sockets closed
+ * once quiet), run `onShutdown`, log the report and exit (0 after a clean drain, 1 if anything was
+ * forced). A second signal closes everything at once.
  * @example
  * const server = app.listen(3000)
  * gracefulShutdown(server, { keepAlive: ka, readinessDelay: 5 })

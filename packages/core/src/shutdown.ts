@@ -51,7 +51,7 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
   /** Idle connections waiting to have been quiet for `quietMs`. */
   const waiting = new Set<Connection>()
   let sweepTimer: NodeJS.Timeout | null = null
-  let sweepQueued = false
+  let sweepQueued: NodeJS.Immediate | null = null
   let deadline: NodeJS.Timeout | null = null
   let resolve!: (report: ShutdownReport) => void
   const promise = new Promise<ShutdownReport>((r) => (resolve = r))
@@ -62,6 +62,7 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
     done = true
     if (deadline !== null) clearTimeout(deadline)
     if (sweepTimer !== null) clearTimeout(sweepTimer)
+    if (sweepQueued !== null) clearImmediate(sweepQueued)
     waiting.clear()
     tracker.drainHooks = null
     report.elapsed = (performance.now() - started) / 1000
@@ -72,13 +73,12 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
   // Closing runs from setImmediate, after the poll phase: a request that reached the socket while
   // the timer was due (or while the event loop was stalled) is read first, and answered.
   function queueSweep(): void {
-    if (sweepQueued || done) return
-    sweepQueued = true
-    setImmediate(sweep)
+    if (sweepQueued !== null || done) return
+    sweepQueued = setImmediate(sweep)
   }
 
   function sweep(): void {
-    sweepQueued = false
+    sweepQueued = null
     if (sweepTimer !== null) clearTimeout(sweepTimer)
     sweepTimer = null
     const now = performance.now()
@@ -167,7 +167,7 @@ export interface GracefulShutdownOptions {
   keepAlive?: Pick<KeepAliveController, 'attach' | 'drain' | 'shutdown'>
   /** Signals that start the shutdown. @default ['SIGTERM', 'SIGINT'] */
   signals?: readonly NodeJS.Signals[]
-  /** Seconds to keep serving, reporting not-ready, before closing (lets a load balancer stop routing here). @default 0 */
+  /** Seconds to keep serving as usual, reporting not-ready, before the drain starts (lets a load balancer stop routing here). @default 0 */
   readinessDelay?: number
   /** Seconds the drain may take before what is left is destroyed. @default 10 */
   timeout?: number
@@ -260,9 +260,13 @@ export function createGracefulShutdown(
       }
     })
 
-  async function run(): Promise<ShutdownReport> {
+  async function run(cause: string): Promise<ShutdownReport> {
     ready = false
-    controller.drain()
+    // Connections stay keep-alive during the delay: a proxy that still routes here keeps reusing its
+    // pooled connections instead of opening new ones, which the listener's close would reset in the
+    // kernel's accept queue (measured behind nginx: POSTs answered 502). The drain starts after it.
+    const wait = options.readinessDelay > 0 ? `; draining in ${options.readinessDelay}s` : '; draining now'
+    options.logger(`keepalive: ${cause}: reporting not ready${wait}`)
     await delay(options.readinessDelay)
     await options.beforeShutdown?.()
     const report = await controller.shutdown({ timeout: options.timeout })
@@ -272,14 +276,14 @@ export function createGracefulShutdown(
     return report
   }
 
-  function shutdown(): Promise<ShutdownReport> {
-    running ??= run()
+  function shutdown(cause = 'shutdown requested'): Promise<ShutdownReport> {
+    running ??= run(cause)
     return running
   }
 
-  function onSignal(): void {
+  function onSignal(signal: NodeJS.Signals): void {
     if (running === null) {
-      shutdown().catch((error: unknown) => {
+      shutdown(`${signal} received`).catch((error: unknown) => {
         options.logger(`keepalive: shutdown failed: ${error instanceof Error ? error.message : String(error)}`)
         if (options.exit) process.exit(1)
       })
