@@ -59,7 +59,13 @@ function describe(value: unknown): string {
   if (typeof value === 'function') return 'a function'
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'object') return 'an object'
+  if (typeof value === 'object') {
+    // "must be an object, got an object" helps nobody: name what it is instead.
+    const proto: unknown = Object.getPrototypeOf(value)
+    if (proto === Object.prototype || proto === null) return 'an object'
+    const name = (value as { constructor?: { name?: unknown } }).constructor?.name
+    return typeof name === 'string' && name !== '' ? `an instance of ${name}` : 'an object with a custom prototype'
+  }
   if (typeof value === 'bigint') return `${String(value)}n (bigint)`
   return `${String(value)}${typeof value === 'number' ? '' : ` (${typeof value})`}`
 }
@@ -108,7 +114,13 @@ interface NumberRule {
 /** One checker per kind of value keeps every message the same shape. */
 function number(name: string, value: unknown, rule: NumberRule): number {
   const kind =
-    rule.unit === 'seconds' ? 'a number of seconds' : rule.unit === 'fraction' ? 'a number' : rule.integer ? 'a whole number' : 'a number'
+    rule.unit === 'seconds'
+      ? 'a number of seconds'
+      : rule.unit === 'fraction'
+        ? `a number between ${rule.min} and ${rule.max ?? 1}`
+        : rule.integer
+          ? 'a whole number'
+          : 'a number'
   const allowed = `${kind}${rule.infinity ? ' or Infinity' : ''}`
   if (typeof value !== 'number' || Number.isNaN(value)) fail(TypeError, name, `"${name}" must be ${allowed}, got ${describe(value)}`)
   if (value === Infinity) {
@@ -117,7 +129,8 @@ function number(name: string, value: unknown, rule: NumberRule): number {
   }
   const low = rule.above ? value <= rule.min : value < rule.min
   const high = rule.max !== undefined && value > rule.max
-  const range = `${rule.above ? `greater than ${rule.min}` : `at least ${rule.min}`}${rule.max !== undefined ? ` and at most ${rule.maxText ?? rule.max}` : ''}`
+  const unit = rule.unit === 'seconds' ? ' seconds' : ''
+  const range = `${rule.above ? `greater than ${rule.min}` : `at least ${rule.min}`}${rule.max !== undefined ? ` and at most ${rule.maxText ?? rule.max}${unit}` : ''}`
   if (low || high || value === -Infinity) fail(RangeError, name, `"${name}" must be ${range}, got ${describe(value)}`)
   if (rule.integer && !Number.isInteger(value)) fail(RangeError, name, `"${name}" must be a whole number${rule.infinity ? ' or Infinity' : ''}, got ${value}`)
   return value
@@ -125,7 +138,7 @@ function number(name: string, value: unknown, rule: NumberRule): number {
 
 const seconds = (name: string, value: unknown, rule: Omit<NumberRule, 'unit'>): number =>
   number(name, value, { max: MAX_SECONDS, ...rule, unit: 'seconds' })
-const count = (name: string, value: unknown): number => number(name, value, { min: 1, integer: true, infinity: true, unit: 'count' })
+const count = (name: string, value: unknown, infinity = true): number => number(name, value, { min: 1, integer: true, infinity, unit: 'count' })
 
 const given = (value: unknown): boolean => value !== undefined
 
@@ -147,12 +160,14 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   }
   if (!isPlainObject(input)) fail(TypeError, 'options', `options must be an object, got ${describe(input)}`)
   checkKeys(input, TOP_LEVEL, '')
+  // Typos first, nested ones too: a misspelt key explains more than any type or range error it causes.
+  if (isPlainObject(input.behind)) checkKeys(input.behind, BEHIND_KEYS, 'behind.')
+  if (isPlainObject(input.adaptive)) checkKeys(input.adaptive, ADAPTIVE_KEYS, 'adaptive.')
 
   const o = input
   let behindIdle: number | undefined
   if (given(o.behind)) {
     const behind = objectOf('behind', o.behind)
-    checkKeys(behind, BEHIND_KEYS, 'behind.')
     if (!given(behind.idleTimeout)) fail(TypeError, 'behind.idleTimeout', '"behind.idleTimeout" is required: the proxy\'s idle timeout in seconds, e.g. { idleTimeout: 60 }')
     behindIdle = seconds('behind.idleTimeout', behind.idleTimeout, { min: 0, above: true, max: MAX_SECONDS - BEHIND_MARGIN_SECONDS })
   }
@@ -167,7 +182,13 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   const max = given(o.max) ? count('max', o.max) : 1000
   const maxAge = given(o.maxAge) ? seconds('maxAge', o.maxAge, { min: 0, above: true, infinity: true }) : Infinity
   const grace = given(o.grace) ? seconds('grace', o.grace, { min: 0 }) : 1
-  if (timeout + grace > MAX_SECONDS) fail(RangeError, 'grace', `"timeout" + "grace" must be at most ${MAX_SECONDS} seconds, got ${timeout + grace}`)
+  if (timeout + grace > MAX_SECONDS) {
+    // Name the option that pushed the sum over: the one the user gave, or the preset that set timeout.
+    const fromBehind = !given(o.timeout) && behindIdle !== undefined
+    const sum = fromBehind ? `"behind.idleTimeout" + ${BEHIND_MARGIN_SECONDS} + "grace"` : '"timeout" + "grace"'
+    const culprit = given(o.grace) ? 'grace' : fromBehind ? 'behind.idleTimeout' : 'timeout'
+    fail(RangeError, culprit, `${sum} must be at most ${MAX_SECONDS} seconds, got ${timeout + grace}`)
+  }
   const maxConnections = given(o.maxConnections) ? count('maxConnections', o.maxConnections) : Infinity
   const maxConnectionsPerIp = given(o.maxConnectionsPerIp) ? count('maxConnectionsPerIp', o.maxConnectionsPerIp) : Infinity
 
@@ -177,7 +198,6 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     if (o.adaptive !== true) {
       if (!isPlainObject(o.adaptive)) fail(TypeError, 'adaptive', `"adaptive" must be a boolean or an object, got ${describe(o.adaptive)}`)
       a = o.adaptive
-      checkKeys(a, ADAPTIVE_KEYS, 'adaptive.')
     }
     if (given(a.signal) && typeof a.signal !== 'function') {
       fail(TypeError, 'adaptive.signal', `"adaptive.signal" must be a function returning a load in [0, 1], got ${describe(a.signal)}`)
@@ -186,12 +206,17 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     const shedAt = given(a.shedAt)
       ? number('adaptive.shedAt', a.shedAt, { min: 0, max: 1, unit: 'fraction' })
       : 0.95
-    if (shedAt < from) fail(RangeError, 'adaptive.shedAt', `"adaptive.shedAt" must be between adaptive.from (${from}) and 1, got ${shedAt}`)
+    if (shedAt < from) {
+      // Blame the option the user actually gave: a lone `from` above the default shedAt is the `from` at fault.
+      if (given(a.shedAt)) fail(RangeError, 'adaptive.shedAt', `"adaptive.shedAt" must be between adaptive.from (${from}) and 1, got ${shedAt}`)
+      fail(RangeError, 'adaptive.from', `"adaptive.from" must be at most adaptive.shedAt (${shedAt}), got ${from}`)
+    }
     let minTimeout = given(a.minTimeout) ? seconds('adaptive.minTimeout', a.minTimeout, { min: 0 }) : Math.min(1, timeout)
     if (minTimeout > timeout) {
       fail(RangeError, 'adaptive.minTimeout', `"adaptive.minTimeout" must be at most timeout (${timeout}), got ${minTimeout}`)
     }
-    const minMax = given(a.minMax) ? count('adaptive.minMax', a.minMax) : Math.min(10, max)
+    // A finite floor: scaling down to "unlimited" has no meaning (and would make max NaN).
+    const minMax = given(a.minMax) ? count('adaptive.minMax', a.minMax, false) : Math.min(10, max)
     if (minMax > max) fail(RangeError, 'adaptive.minMax', `"adaptive.minMax" must be at most max (${max}), got ${minMax}`)
     const interval = given(a.interval) ? seconds('adaptive.interval', a.interval, { min: 0.01, max: 3600 }) : 0.5
     if (timeout === 0) minTimeout = 0

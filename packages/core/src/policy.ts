@@ -10,7 +10,7 @@ export interface PolicyState {
   /** Keep-alive is shed: every response closes its connection. */
   shedding: boolean
   draining: boolean
-  /** More connections are open than `maxConnections` and none was idle to evict. */
+  /** More connections are open than `maxConnections` and none was idle to evict: close after responses. */
   overCap: boolean
 }
 
@@ -23,7 +23,8 @@ export function closeReason(n: number, ageMs: number, state: Readonly<PolicyStat
   // `timeout: 0` turns keep-alive off: each connection serves one request.
   if (state.timeoutMs === 0 || n >= state.max) return 'maxRequests'
   if (ageMs >= options.maxAgeMs) return 'maxAge'
-  if (state.shedding || state.overCap) return 'shed'
+  if (state.overCap) return 'evicted'
+  if (state.shedding) return 'shed'
   return null
 }
 

@@ -162,7 +162,8 @@ export class Tracker {
   reused = 0
   load = 0
   drainHooks: DrainHooks | null = null
-  private evicting = 0
+  /** Connections closing to bring the count back under `maxConnections`, not yet closed. */
+  private leaving = 0
   private monitor: LoadMonitor | null = null
   private subscribed = false
   private headerCache: (string | undefined)[] = []
@@ -333,21 +334,24 @@ export class Tracker {
 
   /** Over `maxConnections`: close the longest-idle connections first, as nginx does when it runs out. */
   private makeRoom(newcomer: Connection): void {
-    let excess = this.conns.size - this.evicting - this.options.maxConnections
+    let excess = this.conns.size - this.leaving - this.options.maxConnections
     if (excess > 0) {
       for (const conn of this.idle!) {
         if (excess <= 0) break
         if (conn === newcomer || conn.closing || conn.active || conn.detached) continue
+        // Accepted moments ago and not yet heard from: its first request may already be on the wire
+        // (a burst of new clients at the cap). As the drain does, give it `grace` before calling it idle.
+        if (conn.started === 0 && newcomer.createdAt - conn.createdAt < this.options.graceMs) continue
         conn.reason = 'evicted'
         conn.closing = true
-        this.evicting++
+        this.leaving++
         excess--
         if (conn.session !== null) conn.session.close()
         else conn.socket.destroy()
       }
     }
-    // Nothing idle left to close: new clients are still served, and responses close their
-    // connections until the count is back under the cap.
+    // Nothing idle left to close: new clients are still served, and the next responses close their
+    // connections (counted as evicted too), one per connection over the cap.
     this.policy.overCap = excess > 0
   }
 
@@ -355,13 +359,13 @@ export class Tracker {
     if (!this.conns.delete(conn)) return
     this.idle?.delete(conn)
     if (conn.active) this.active--
-    if (conn.reason === 'evicted') this.evicting--
+    if (conn.reason === 'evicted') this.leaving--
     if (this.perAddress !== null && conn.address !== null) {
       const count = (this.perAddress.get(conn.address) ?? 1) - 1
       if (count <= 0) this.perAddress.delete(conn.address)
       else this.perAddress.set(conn.address, count)
     }
-    if (this.policy.overCap && this.conns.size - this.evicting <= this.options.maxConnections) this.policy.overCap = false
+    if (this.policy.overCap) this.policy.overCap = this.conns.size - this.leaving > this.options.maxConnections
     const reason = conn.reason ?? 'client'
     this.closes[reason]++
     conn.socket.off('close', onSocketClose)
@@ -489,6 +493,11 @@ export class Tracker {
       if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
       conn.closing = true
       conn.reason = reason
+      if (reason === 'evicted') {
+        // Closing after this response brings the count one closer to the cap.
+        this.leaving++
+        this.policy.overCap = this.conns.size - this.leaving > options.maxConnections
+      }
       return
     }
     conn.closing = false

@@ -1,0 +1,335 @@
+import { createHook } from 'node:async_hooks'
+import { once } from 'node:events'
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Pool } from 'undici'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createKeepAlive, type CloseEvent, type KeepAliveController, type KeepAliveOptions, type KeepAliveStats } from '@keepalive/core'
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/** The connection-management headers; `null` means the header must be absent. */
+interface ConnectionHeaders {
+  connection: string | null
+  keepAlive: string | null
+}
+
+function connectionHeaders(headers: Record<string, string | string[] | undefined>): ConnectionHeaders {
+  const pick = (name: string): string | null => {
+    const value = headers[name]
+    if (value === undefined) return null
+    return Array.isArray(value) ? value.join(', ') : value
+  }
+  return { connection: pick('connection'), keepAlive: pick('keep-alive') }
+}
+
+/** The `timeout=` a Keep-Alive header advertises. */
+function advertisedTimeout(keepAlive: string): number {
+  const match = /^timeout=(\d+)(?:, max=\d+)?$/.exec(keepAlive)
+  if (match === null) throw new Error(`malformed Keep-Alive: ${keepAlive}`)
+  return Number(match[1])
+}
+
+/** What the handler saw in stats() just before its response's headers were decided. */
+interface Policy {
+  timeout: number
+  max: number | null
+  load: number
+}
+
+interface Reply {
+  headers: ConnectionHeaders
+  policy: Policy
+}
+
+/** Replies with the policy in force as the response is written: its headers are decided in the same tick. */
+function reportPolicy(ka: KeepAliveController, res: ServerResponse): void {
+  const { timeout, max, load } = ka.stats()
+  res.end(JSON.stringify({ timeout, max, load } satisfies Policy))
+}
+
+async function get(pool: Pool, path = '/'): Promise<Reply> {
+  const { headers, body } = await pool.request({ path, method: 'GET' })
+  return { headers: connectionHeaders(headers), policy: (await body.json()) as Policy }
+}
+
+/** Every response must advertise exactly the policy it was decided under; never Keep-Alive beside close. */
+function expectConsistent({ headers, policy }: Reply): void {
+  if (headers.connection === 'close') {
+    expect(headers.keepAlive).toBeNull()
+    return
+  }
+  expect(headers.connection).toBe('keep-alive')
+  expect(advertisedTimeout(headers.keepAlive!)).toBe(Math.floor(policy.timeout))
+}
+
+/** Resolves at the first 'load' event (or now) where the stats satisfy `ready`; gives up with the last stats. */
+function until(ka: KeepAliveController, ready: (stats: KeepAliveStats) => boolean, what: string, ms = 20_000): Promise<KeepAliveStats> {
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      const stats = ka.stats()
+      if (!ready(stats)) return
+      stop()
+      resolve(stats)
+    }
+    const timer = setTimeout(() => {
+      stop()
+      reject(new Error(`no load sample gave ${what} within ${ms} ms; last stats: ${JSON.stringify(ka.stats())}`))
+    }, ms)
+    const stop = (): void => {
+      clearTimeout(timer)
+      ka.off('load', check)
+    }
+    ka.on('load', check)
+    check()
+  })
+}
+
+function nextClose(ka: KeepAliveController, reason: CloseEvent['reason']): Promise<CloseEvent> {
+  return new Promise((resolve) => {
+    const listener = (event: CloseEvent): void => {
+      if (event.reason !== reason) return
+      ka.off('close', listener)
+      resolve(event)
+    }
+    ka.on('close', listener)
+  })
+}
+
+/** Keeps the event loop busy, as a CPU-bound handler does. */
+function burn(ms: number): void {
+  const until = performance.now() + ms
+  while (performance.now() < until) {
+    // spin
+  }
+}
+
+/** Linear scaling of DESIGN.md: configured value up to `from`, floor at load 1. */
+const scaled = (high: number, low: number, load: number, from: number): number => (load <= from ? high : high - ((high - low) * (load - from)) / (1 - from))
+
+interface Started {
+  ka: KeepAliveController
+  server: http.Server
+  port: number
+  pool(connections: number): Pool
+}
+
+const cleanups: (() => Promise<void>)[] = []
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+async function start(options: KeepAliveOptions, handler?: (ka: KeepAliveController, req: IncomingMessage, res: ServerResponse) => void): Promise<Started> {
+  const ka = createKeepAlive({ grace: 0.2, ...options })
+  const server = http.createServer((req, res) => {
+    ka.handle(req, res)
+    if (handler === undefined) reportPolicy(ka, res)
+    else handler(ka, req, res)
+  })
+  ka.attach(server)
+  const pools: Pool[] = []
+  cleanups.push(async () => {
+    await Promise.all(pools.map((pool) => pool.destroy()))
+    await ka.shutdown({ timeout: 2 })
+    if (server.listening) await new Promise((resolve) => server.close(resolve))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as AddressInfo).port
+  return {
+    ka,
+    server,
+    port,
+    pool(connections) {
+      const pool = new Pool(`http://127.0.0.1:${port}`, { connections })
+      pools.push(pool)
+      return pool
+    },
+  }
+}
+
+// ---- tests ---------------------------------------------------------------------------------
+
+describe('adaptive: load from a CPU-bound handler', () => {
+  it('shrinks the advertised timeout while the handler burns CPU, and restores it once the burn stops', async () => {
+    let burning = true
+    const { ka, pool } = await start({ timeout: 5, adaptive: { interval: 0.05 } }, (ka, req, res) => {
+      if (burning && req.url === '/burn') burn(20)
+      reportPolicy(ka, res)
+    })
+    const clients = pool(4)
+    const replies: Reply[] = []
+    let shrunk: Reply | null = null
+    let gaveUp = false
+    const deadline = setTimeout(() => (gaveUp = true), 20_000)
+    try {
+      // Four clients keep the handler busy until a response advertises less than the configured 5 s.
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (shrunk === null && !gaveUp) {
+            const reply = await get(clients, '/burn')
+            replies.push(reply)
+            if (reply.headers.keepAlive !== null && advertisedTimeout(reply.headers.keepAlive) < 5) shrunk = reply
+          }
+        }),
+      )
+    } finally {
+      clearTimeout(deadline)
+    }
+    expect(shrunk, `no shrunk timeout in ${replies.length} responses; stats: ${JSON.stringify(ka.stats())}`).not.toBeNull()
+    expect(shrunk!.policy.load).toBeGreaterThan(0.5)
+    for (const reply of replies) expectConsistent(reply)
+
+    burning = false
+    const recovered = await until(ka, (stats) => stats.timeout === 5, 'the configured timeout again')
+    expect(recovered.load).toBeLessThanOrEqual(0.5)
+    const after = await get(clients)
+    expectConsistent(after)
+    expect(after.headers).toEqual({ connection: 'keep-alive', keepAlive: expect.stringMatching(/^timeout=5, max=\d+$/) as unknown })
+  })
+})
+
+describe('adaptive: a user signal', () => {
+  it('sheds keep-alive at full load: Connection: close, no Keep-Alive, counted as shed', async () => {
+    let signal = 1
+    const { ka, pool } = await start({ adaptive: { signal: () => signal, interval: 0.05 } })
+    expect(await until(ka, (stats) => stats.load === 1, 'load 1')).toMatchObject({ load: 1, timeout: 1, max: 10 })
+
+    const shed = nextClose(ka, 'shed')
+    const first = await get(pool(1))
+    expect(first.headers).toEqual({ connection: 'close', keepAlive: null })
+    await shed
+    expect(ka.stats().closes.shed).toBe(1)
+
+    // Shedding ends once the load has fallen well below shedAt.
+    signal = 0
+    await until(ka, (stats) => stats.load <= 0.5, 'load at or below 0.5')
+    const reply = await get(pool(1))
+    expect(reply.headers.connection).toBe('keep-alive')
+    expectConsistent(reply)
+  })
+
+  it('does not flap for a signal alternating between 0.93 and 0.97 around shedAt 0.95', async () => {
+    let mode: 'idle' | 'full' | 'alternating' = 'idle'
+    let alternations = 0
+    const sampled: (() => void)[] = []
+    const signal = (): number => {
+      // Resolved here, the waiting test continues once this sample has been applied to the policy.
+      for (const resolve of sampled.splice(0)) resolve()
+      if (mode === 'idle') return 0
+      if (mode === 'full') return 1
+      return ++alternations % 2 === 1 ? 0.93 : 0.97
+    }
+    const { ka, pool } = await start({ adaptive: { signal, shedAt: 0.95, interval: 0.02 } })
+    const clients = pool(1)
+
+    /** One response after each of the next `count` samples: is it closing? */
+    async function observe(count: number): Promise<boolean[]> {
+      const closing: boolean[] = []
+      for (let i = 0; i < count; i++) {
+        await new Promise<void>((resolve) => sampled.push(resolve))
+        const reply = await get(clients)
+        expectConsistent(reply)
+        closing.push(reply.headers.connection === 'close')
+      }
+      return closing
+    }
+    const transitions = (closing: boolean[]): number => closing.slice(1).filter((c, i) => c !== closing[i]).length
+
+    // From idle, the alternating signal turns shedding on at most once and never back off.
+    await until(ka, (stats) => stats.load === 0, 'load 0')
+    mode = 'alternating'
+    const rising = await observe(30)
+    expect(rising[0]).toBe(false)
+    expect(transitions(rising), `closing: ${rising.join(' ')}`).toBeLessThanOrEqual(1)
+
+    // Once shedding, the same signal keeps it on: hysteresis holds it down to shedAt - 0.05.
+    mode = 'full'
+    await until(ka, (stats) => stats.load === 1, 'load 1')
+    alternations = 0
+    mode = 'alternating'
+    const shedding = await observe(30)
+    expect(shedding.every(Boolean), `closing: ${shedding.join(' ')}`).toBe(true)
+    expect(ka.stats().load).toBeGreaterThanOrEqual(0.9)
+  })
+
+  it('shows the load and the effective timeout and max in stats()', async () => {
+    const from = 0.5
+    const { ka, pool } = await start({ timeout: 5, max: 100, adaptive: { signal: () => 0.75, from, minTimeout: 1, minMax: 10, interval: 0.05 } })
+    const seen: [number, KeepAliveStats][] = []
+    ka.on('load', (load) => seen.push([load, ka.stats()]))
+    const stats = await until(ka, (s) => s.load > 0.7, 'load above 0.7')
+    expect(stats.timeout).toBeLessThan(5)
+    expect(stats.max).toBeLessThan(100)
+    expect(JSON.parse(JSON.stringify(stats))).toEqual(stats)
+    // Every published load came with the timeout and max of the linear scaling, from 5 s / 100 down to 1 s / 10.
+    expect(seen.length).toBeGreaterThanOrEqual(3)
+    for (const [load, at] of seen) {
+      expect(at.load).toBe(load)
+      expect(at.timeout).toBeCloseTo(scaled(5, 1, load, from), 9)
+      expect(at.max).toBe(Math.max(10, Math.round(scaled(100, 10, load, from))))
+    }
+
+    // The wire says what stats() says.
+    const reply = await get(pool(1))
+    expectConsistent(reply)
+    expect(reply.headers.keepAlive).toBe(`timeout=${Math.floor(reply.policy.timeout)}, max=${reply.policy.max! - 1}`)
+  })
+})
+
+describe('adaptive: the sampler', () => {
+  it('stops when the server closes, leaving no timer behind', async () => {
+    const refTimers = (): number => process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
+    const before = refTimers()
+    let sampledTwice: () => void = () => {}
+    const twoSamples = new Promise<void>((resolve) => (sampledTwice = resolve))
+    let samples = 0
+    const signal = (): number => {
+      if (++samples === 2) sampledTwice()
+      return 0
+    }
+    const ka = createKeepAlive({ grace: 0.2, adaptive: { interval: 0.05, signal } })
+    const server = http.createServer((req, res) => {
+      ka.handle(req, res)
+      reportPolicy(ka, res)
+    })
+
+    // The sampler's timer is created by attach(): record it and wait for its destruction.
+    const created = new Set<number>()
+    let recording = false
+    let onDestroyed: () => void = () => {}
+    const destroyed = new Promise<void>((resolve) => (onDestroyed = resolve))
+    const hook = createHook({
+      init(id, type) {
+        if (recording && type === 'Timeout') created.add(id)
+      },
+      destroy(id) {
+        if (created.delete(id) && created.size === 0) onDestroyed()
+      },
+    }).enable()
+    try {
+      recording = true
+      ka.attach(server)
+      recording = false
+      expect(created.size).toBe(1)
+
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      const { port } = server.address() as AddressInfo
+      const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 1 })
+      expectConsistent(await get(pool))
+      await twoSamples // the sampler runs
+      await pool.destroy()
+
+      await new Promise((resolve) => server.close(resolve))
+      await destroyed // cleared, never to fire again
+      await ka.shutdown({ timeout: 1 })
+      expect(created.size).toBe(0)
+      expect(refTimers()).toBeLessThanOrEqual(before)
+    } finally {
+      hook.disable()
+      if (server.listening) server.close()
+    }
+  })
+})
