@@ -1,0 +1,67 @@
+// One Express 5 backend behind nginx, started by rolling-restart.mjs (or by hand):
+//   node examples/nginx/backend.mjs --port 3001 --name a --idle-timeout 60
+//   node examples/nginx/backend.mjs --port 3001 --name a --naive
+// Default: @keepalive/express told nginx's upstream keepalive_timeout (`behind`), so it never closes a
+// connection nginx may still reuse, and gracefulShutdown drains on SIGTERM: stop accepting (nginx's next
+// connect is refused and it moves on to the other backend), answer what is in flight and whatever
+// arrives on open connections with `Connection: close`, close idle connections once quiet, exit.
+// --naive: the usual setup: plain Express, server.keepAliveTimeout below nginx's keepalive_timeout,
+// and on SIGTERM server.close() then process.exit().
+// Prints `listening on http://127.0.0.1:<port>` once it accepts connections.
+import http from 'node:http'
+import { parseArgs } from 'node:util'
+import express from 'express'
+import { gracefulShutdown, keepAlive } from '@keepalive/express'
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: '3000' },
+    name: { type: 'string', default: 'backend' },
+    naive: { type: 'boolean', default: false },
+    // nginx's upstream keepalive_timeout, in seconds.
+    'idle-timeout': { type: 'string', default: '60' },
+    // Seconds to keep serving as usual after SIGTERM, reporting not-ready, before the drain (see README.md).
+    'readiness-delay': { type: 'string', default: '1' },
+    // --naive only: server.keepAliveTimeout in seconds.
+    'keep-alive-timeout': { type: 'string', default: '1' },
+    // Milliseconds each request waits, standing in for a database call, so requests are in flight when SIGTERM comes.
+    'work-ms': { type: 'string', default: '20' },
+  },
+})
+
+const name = args.name
+const workMs = Number(args['work-ms'])
+const work = () => new Promise((resolve) => setTimeout(resolve, workMs))
+
+const app = express()
+const server = http.createServer(app)
+
+if (args.naive) {
+  server.keepAliveTimeout = Number(args['keep-alive-timeout']) * 1000
+  process.on('SIGTERM', () => {
+    server.close() // stops accepting; Node 19+ also destroys the sockets it sees as idle
+    process.exit(0)
+  })
+} else {
+  const ka = keepAlive({ behind: { idleTimeout: Number(args['idle-timeout']) } })
+  app.use(ka)
+  gracefulShutdown(server, {
+    keepAlive: ka,
+    readinessDelay: Number(args['readiness-delay']),
+    logger: (line) => console.log(`${name}: ${line}`),
+  })
+}
+
+app.get('/', async (req, res) => {
+  await work()
+  res.json({ backend: name })
+})
+
+app.post('/orders', express.json(), async (req, res) => {
+  await work()
+  res.status(201).json({ backend: name, order: req.body })
+})
+
+server.listen(Number(args.port), '127.0.0.1', () => {
+  console.log(`listening on http://127.0.0.1:${server.address().port}`)
+})
