@@ -1,20 +1,8 @@
 import { defineConfig } from 'tsup'
+import { packageBuild } from '../../tsup.base'
 
 export default defineConfig([
-  {
-    entry: ['src/index.ts'],
-    format: ['esm', 'cjs'],
-    dts: true,
-    // Everything but the bin, which the second build writes at the same time.
-    clean: ['!cli.js'],
-    target: 'node20',
-    sourcemap: false,
-  },
-  {
-    entry: { cli: 'src/cli.ts' },
-    format: ['esm'],
-    banner: { js: '#!/usr/bin/env node' },
-    target: 'node20',
-    sourcemap: false,
-  },
+  // Everything but the bin, which the second build writes at the same time.
+  { ...packageBuild, clean: ['!cli.js'] },
+  { entry: { cli: 'src/cli.ts' }, format: ['esm'], banner: { js: '#!/usr/bin/env node' }, target: 'node20', sourcemap: false },
 ])

@@ -1,5 +1,7 @@
 export { createKeepAlive } from './controller.js'
 export { parseKeepAlive, formatKeepAlive } from './header.js'
+/** Every close reason, in the order `stats().closes` lists them. */
+export { CLOSE_REASONS } from './types.js'
 /** Wires shutdown to SIGTERM/SIGINT with a readiness delay and hooks; exits when done. */
 export { gracefulShutdown } from './graceful.js'
 export type { GracefulShutdown, GracefulShutdownOptions } from './shutdown.js'

@@ -56,6 +56,19 @@ export type CloseReason =
   | 'drain'
   | 'forced'
 
+/** Every close reason, in the order `stats().closes` lists them (for exporters that report each, zero included). */
+export const CLOSE_REASONS: readonly CloseReason[] = Object.freeze([
+  'client',
+  'idleTimeout',
+  'maxRequests',
+  'maxAge',
+  'shed',
+  'evicted',
+  'perIp',
+  'drain',
+  'forced',
+] as const)
+
 /** A plain, JSON-serialisable snapshot of a controller. */
 export interface KeepAliveStats {
   connections: { open: number; active: number; idle: number }

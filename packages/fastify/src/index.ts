@@ -2,14 +2,8 @@ import { createKeepAlive, type KeepAliveController, type KeepAliveOptions } from
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
 import fp from 'fastify-plugin'
 
-export type {
-  CloseEvent,
-  CloseReason,
-  KeepAliveController,
-  KeepAliveOptions,
-  KeepAliveStats,
-  ShutdownReport,
-} from '@keepalive/core'
+/** Every type of the core (options, controller, stats, events), so one import is enough. */
+export type * from '@keepalive/core'
 /** Re-exported so a Fastify app needs one import for graceful shutdown too. */
 export { gracefulShutdown } from '@keepalive/core'
 

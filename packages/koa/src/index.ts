@@ -1,14 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createKeepAlive, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
 
-export type {
-  CloseEvent,
-  CloseReason,
-  KeepAliveController,
-  KeepAliveOptions,
-  KeepAliveStats,
-  ShutdownReport,
-} from '@keepalive/core'
+/** Every type of the core (options, controller, stats, events), so one import is enough. */
+export type * from '@keepalive/core'
 /** Re-exported so a Koa app needs one import for graceful shutdown too. */
 export { gracefulShutdown } from '@keepalive/core'
 

@@ -1,5 +1,5 @@
 import type { BatchObservableResult, Meter, Observable } from '@opentelemetry/api'
-import type { CloseEvent, CloseReason, KeepAliveController } from '@keepalive/core'
+import { CLOSE_REASONS, type CloseEvent, type KeepAliveController } from '@keepalive/core'
 
 /** The parts of a controller the instruments read; an adapter's middleware or `fastify.keepAlive` works too. */
 export type InstrumentsSource = Pick<KeepAliveController, 'stats' | 'on' | 'off'>
@@ -22,8 +22,6 @@ export interface KeepAliveInstruments {
   unregister(): void
 }
 
-/** Close reasons in the order `stats().closes` lists them; each is always reported, zero included. */
-const REASONS: readonly CloseReason[] = ['client', 'idleTimeout', 'maxRequests', 'maxAge', 'shed', 'evicted', 'perIp', 'drain', 'forced']
 
 const DEFAULT_BUCKETS: readonly number[] = [0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
 const OPTION_KEYS = ['meter', 'prefix', 'buckets']
@@ -89,7 +87,7 @@ export function registerKeepAliveInstruments(controller: InstrumentsSource, opti
     result.observe(connections, stats.connections.active, { [STATE]: 'active' })
     result.observe(connections, stats.connections.idle, { [STATE]: 'idle' })
     result.observe(requests, stats.requests)
-    for (const reason of REASONS) result.observe(closes, stats.closes[reason], { [REASON]: reason })
+    for (const reason of CLOSE_REASONS) result.observe(closes, stats.closes[reason], { [REASON]: reason })
     result.observe(load, stats.load)
     result.observe(timeout, stats.timeout)
     if (stats.max !== null) result.observe(max, stats.max)

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
-import type { CloseEvent, CloseReason, KeepAliveController, KeepAliveStats } from '@keepalive/core'
+import { CLOSE_REASONS, type CloseEvent, type KeepAliveController, type KeepAliveStats } from '@keepalive/core'
 
 /** The parts of a controller the exporter reads; an adapter's middleware or `fastify.keepAlive` works too. */
 export type MetricsSource = Pick<KeepAliveController, 'stats' | 'on' | 'off'>
@@ -22,8 +22,6 @@ export interface KeepAliveMetrics {
   unregister(): void
 }
 
-/** Close reasons in the order `stats().closes` lists them; each is always exported, zero included. */
-const REASONS: readonly CloseReason[] = ['client', 'idleTimeout', 'maxRequests', 'maxAge', 'shed', 'evicted', 'perIp', 'drain', 'forced']
 
 const DEFAULT_BUCKETS: readonly number[] = [0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
 const OPTION_KEYS = ['registry', 'prefix', 'buckets']
@@ -105,7 +103,7 @@ export function registerKeepAliveMetrics(controller: MetricsSource, options: Rea
       collect() {
         const { closes } = stats()
         this.reset()
-        for (const reason of REASONS) this.inc({ reason }, closes[reason])
+        for (const reason of CLOSE_REASONS) this.inc({ reason }, closes[reason])
       },
     }),
     new Histogram({
