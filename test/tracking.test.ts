@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest'
 import { openRaw } from './helpers/load.js'
 import { useResources } from './helpers/resources.js'
 import { fixture } from './helpers/tls.js'
+import { FRESH_STATS } from './helpers/contract.js'
 
 const resources = useResources()
 
@@ -54,16 +55,7 @@ describe('stats()', () => {
   it('is a plain JSON-serialisable snapshot with every close reason and draining', () => {
     const ka = createKeepAlive()
     const stats = ka.stats()
-    expect(stats).toEqual({
-      connections: { open: 0, active: 0, idle: 0 },
-      requests: 0,
-      reuseRatio: 0,
-      closes: { client: 0, idleTimeout: 0, maxRequests: 0, maxAge: 0, shed: 0, evicted: 0, perIp: 0, drain: 0, forced: 0 },
-      load: 0,
-      timeout: 5,
-      max: 1000,
-      draining: false,
-    })
+    expect(stats).toEqual(FRESH_STATS)
     expect(JSON.parse(JSON.stringify(stats))).toEqual(stats)
     expect(createKeepAlive({ max: Infinity }).stats().max).toBeNull()
     // A snapshot: changing it changes nothing inside.

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { createKeepAlive, type KeepAliveOptions, type KeepAliveStats } from '@keepalive/core'
+import { FRESH_STATS } from '../../../test/helpers/contract.js'
 
 /** Bad input is the point of these tests, so it goes in untyped. */
 const create = (input: unknown) => createKeepAlive(input as KeepAliveOptions)
@@ -43,16 +44,7 @@ function at(path: string, value: unknown): Record<string, unknown> {
   return tail === undefined ? { [head]: value } : { [head]: { [tail]: value } }
 }
 
-const DEFAULT_STATS: KeepAliveStats = {
-  connections: { open: 0, active: 0, idle: 0 },
-  requests: 0,
-  reuseRatio: 0,
-  closes: { client: 0, idleTimeout: 0, maxRequests: 0, maxAge: 0, shed: 0, evicted: 0, perIp: 0, drain: 0, forced: 0 },
-  load: 0,
-  timeout: 5,
-  max: 1000,
-  draining: false,
-}
+const DEFAULT_STATS: KeepAliveStats = FRESH_STATS
 
 describe('options: wrong types throw a TypeError naming the option and the value', () => {
   // Each value a caller might plausibly pass by mistake, with how the message shows it.
