@@ -91,8 +91,11 @@ export function nodeKeepsAlive(res: ServerResponse, statusCode: number): boolean
   } else if (!res.shouldKeepAlive || !(hasLength || chunkedByDefault)) {
     return false
   }
+  const noLength = !hasLength && !chunkedByDefault
+  // Transfer-Encoding only matters when the length is unknown or on a 204/304: skip the lookup otherwise.
+  if (!noLength && statusCode !== 204 && statusCode !== 304) return true
   const te = res.getHeader('transfer-encoding')
-  if (!hasLength && te === undefined && !chunkedByDefault && hasBody(res.req, statusCode)) return false
+  if (noLength && te === undefined && hasBody(res.req, statusCode)) return false
   // Node closes 204/304 responses that were given `Transfer-Encoding: chunked`.
   if (te !== undefined && (statusCode === 204 || statusCode === 304) && /chunked/i.test(String(te))) return false
   return true

@@ -86,6 +86,7 @@ export class Connection implements HeadersListener {
     readonly socket: TrackedSocket,
     readonly server: TunableServer,
     readonly createdAt: number,
+    /** Normalised remote address; read only when `maxConnectionsPerIp` is set, else null. */
     readonly address: string | null,
     http2: boolean,
   ) {
@@ -290,7 +291,8 @@ export class Tracker {
   track(socket: TrackedSocket, server: TunableServer, late: boolean): Connection | null {
     const existing = socket[kConnection]
     if (existing !== undefined) return existing.tracker === this ? existing : null
-    const address = normaliseAddress(socket.remoteAddress)
+    // Only the per-address cap needs the address: reading it costs a getpeername() call and its strings.
+    const address = this.perAddress === null ? null : normaliseAddress(socket.remoteAddress)
     if (this.perAddress !== null && address !== null) {
       const count = this.perAddress.get(address) ?? 0
       if (count >= this.options.maxConnectionsPerIp) {
