@@ -1,0 +1,247 @@
+// A bench server in its own process: one framework, with or without keepalive, on 127.0.0.1:0.
+// argv[2] is a JSON config:
+//   framework      'node' | 'express' | 'koa' | 'fastify'   (Express 5, Koa 3, Fastify 5)
+//   keepalive      null (bare) or the keepalive options
+//   middleware     false: Express/Koa attach() the controller without app.use() (default true)
+//   slowMs         how long GET /slow takes (default 500)
+//   shutdown       the shutdown variant to prepare: 'http-terminator' and 'stoppable' must wrap the
+//                  server from the start
+//   track          record every socket, to time shutdowns
+//   maxConnections Node's own server.maxConnections (bare only)
+//   keepAliveTimeoutMs  Node's own server.keepAliveTimeout (bare only)
+//   maxRequestsPerSocket  Node's own server.maxRequestsPerSocket (bare only)
+// Routes: GET / answers {"hello":"world"}; GET /slow answers the same after slowMs.
+import http from 'node:http'
+import { performance } from 'node:perf_hooks'
+import { getHeapStatistics } from 'node:v8'
+import { serveCommands } from './child.mjs'
+import { parseConfigArg } from './util.mjs'
+
+const config = { slowMs: 500, keepalive: null, middleware: true, shutdown: null, track: false, ...parseConfigArg(process.argv[2] ?? '{}') }
+
+const sockets = new Set()
+const slowSockets = new Set()
+let inflight = 0
+let inflightWaiters = []
+let onSocketClosed = null
+
+function slowStarted(socket) {
+  slowSockets.add(socket)
+  inflight++
+  inflightWaiters = inflightWaiters.filter((w) => (inflight >= w.n ? (w.resolve(), false) : true))
+}
+
+function slowFinished() {
+  inflight--
+}
+
+const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function createNode(ka) {
+  const server = http.createServer((req, res) => {
+    ka?.handle(req, res)
+    if (req.url === '/slow') {
+      slowStarted(req.socket)
+      setTimeout(() => {
+        slowFinished()
+        res.setHeader('content-type', 'application/json')
+        res.end(JSON.stringify({ hello: 'world' }))
+      }, config.slowMs)
+      return
+    }
+    res.setHeader('content-type', 'application/json')
+    res.end(JSON.stringify({ hello: 'world' }))
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { server, close: null }
+}
+
+async function createExpress(options) {
+  const { default: express } = await import('express5')
+  const app = express()
+  let ka = null
+  if (options !== null) {
+    const { keepAlive } = await import('@keepalive/express')
+    ka = keepAlive(options)
+    if (config.middleware) app.use(ka)
+  }
+  app.get('/', (req, res) => {
+    res.json({ hello: 'world' })
+  })
+  app.get('/slow', async (req, res) => {
+    slowStarted(req.socket)
+    await delay(config.slowMs)
+    slowFinished()
+    res.json({ hello: 'world' })
+  })
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s))
+  })
+  ka?.attach(server)
+  return { server, controller: ka, close: null }
+}
+
+async function createKoa(options) {
+  const { default: Koa } = await import('koa3')
+  const app = new Koa()
+  let ka = null
+  if (options !== null) {
+    const { keepAlive } = await import('@keepalive/koa')
+    ka = keepAlive(options)
+    if (config.middleware) app.use(ka)
+  }
+  app.use(async (ctx) => {
+    if (ctx.path === '/slow') {
+      slowStarted(ctx.req.socket)
+      await delay(config.slowMs)
+      slowFinished()
+    }
+    ctx.body = { hello: 'world' }
+  })
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s))
+  })
+  ka?.attach(server)
+  return { server, controller: ka, close: null }
+}
+
+async function createFastify(options) {
+  const { default: Fastify } = await import('fastify5')
+  const app = Fastify({ logger: false })
+  if (options !== null) {
+    const { default: keepAlive } = await import('@keepalive/fastify')
+    await app.register(keepAlive, options)
+  }
+  app.get('/', async () => ({ hello: 'world' }))
+  app.get('/slow', async (request) => {
+    slowStarted(request.raw.socket)
+    await delay(config.slowMs)
+    slowFinished()
+    return { hello: 'world' }
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return { server: app.server, controller: options === null ? null : app.keepAlive, close: () => app.close() }
+}
+
+let controller = null
+let built
+if (config.framework === 'node') {
+  if (config.keepalive !== null) {
+    const { createKeepAlive } = await import('@keepalive/core')
+    controller = createKeepAlive(config.keepalive)
+  }
+  built = await createNode(controller)
+  controller?.attach(built.server)
+} else if (config.framework === 'express') {
+  built = await createExpress(config.keepalive)
+  controller = built.controller
+} else if (config.framework === 'koa') {
+  built = await createKoa(config.keepalive)
+  controller = built.controller
+} else if (config.framework === 'fastify') {
+  built = await createFastify(config.keepalive)
+  controller = built.controller
+} else {
+  throw new Error(`unknown framework ${config.framework}`)
+}
+const server = built.server
+if (config.maxConnections !== undefined) server.maxConnections = config.maxConnections
+if (config.keepAliveTimeoutMs !== undefined && controller === null) server.keepAliveTimeout = config.keepAliveTimeoutMs
+if (config.maxRequestsPerSocket !== undefined && controller === null) server.maxRequestsPerSocket = config.maxRequestsPerSocket
+
+// Shutdown helpers that must see every connection from the start.
+let terminator = null
+if (config.shutdown === 'http-terminator') {
+  const { createHttpTerminator } = await import('http-terminator')
+  terminator = createHttpTerminator({ server, gracefulTerminationTimeout: 10_000 })
+} else if (config.shutdown === 'stoppable') {
+  const { default: stoppable } = await import('stoppable')
+  stoppable(server, 10_000)
+}
+
+if (config.track) {
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.once('close', () => {
+      sockets.delete(socket)
+      onSocketClosed?.(socket)
+    })
+  })
+}
+
+function startShutdown(variant) {
+  switch (variant) {
+    case 'keepalive':
+      return controller.shutdown({ timeout: 10 })
+    case 'keepalive-fastify':
+    case 'fastify':
+      return built.close()
+    case 'http-terminator':
+      return terminator.terminate()
+    case 'stoppable':
+      return new Promise((resolve) => server.stop(resolve))
+    case 'close':
+      return new Promise((resolve) => {
+        server.close(resolve)
+        server.closeIdleConnections()
+      })
+    default:
+      throw new Error(`unknown shutdown variant ${variant}`)
+  }
+}
+
+/** Times a shutdown: until the call resolved, until every idle socket closed, until all closed. */
+async function shutdown({ variant, limitMs = 15_000 }) {
+  const idle = new Set([...sockets].filter((s) => !slowSockets.has(s)))
+  const measures = { idleAtCall: idle.size, inflightAtCall: inflight, doneMs: null, idleGoneMs: null, allClosedMs: null, report: null }
+  const t0 = performance.now()
+  let allClosed
+  const allClosedPromise = new Promise((resolve) => (allClosed = resolve))
+  onSocketClosed = (socket) => {
+    const now = performance.now() - t0
+    if (idle.delete(socket) && idle.size === 0) measures.idleGoneMs = now
+    if (sockets.size === 0) {
+      measures.allClosedMs = now
+      allClosed()
+    }
+  }
+  if (idle.size === 0) measures.idleGoneMs = 0
+  if (sockets.size === 0) {
+    measures.allClosedMs = 0
+    allClosed()
+  }
+  const done = Promise.resolve(startShutdown(variant)).then((report) => {
+    measures.doneMs = performance.now() - t0
+    if (report && typeof report === 'object' && 'closedIdle' in report) measures.report = report
+  })
+  let limit
+  await Promise.race([Promise.all([done, allClosedPromise]), new Promise((resolve) => (limit = setTimeout(resolve, limitMs)))])
+  clearTimeout(limit)
+  measures.idleLeft = idle.size
+  measures.openLeft = sockets.size
+  for (const socket of sockets) socket.destroy()
+  return measures
+}
+
+async function collect() {
+  for (let i = 0; i < 4; i++) {
+    globalThis.gc?.()
+    await delay(10)
+  }
+}
+
+serveCommands(
+  {
+    async memory() {
+      await collect()
+      const m = process.memoryUsage()
+      const h = getHeapStatistics()
+      return { heapUsed: m.heapUsed, rss: m.rss, external: m.external, usedHeapSize: h.used_heap_size, malloced: h.malloced_memory }
+    },
+    stats: () => controller?.stats() ?? null,
+    connections: () => new Promise((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n)))),
+    awaitInflight: ({ n }) => (inflight >= n ? null : new Promise((resolve) => inflightWaiters.push({ n, resolve }))),
+    shutdown,
+  },
+  { port: server.address().port },
+)
