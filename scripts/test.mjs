@@ -1,5 +1,6 @@
 // The whole test suite, as `pnpm test` runs it: build, type-check, lint, every vitest suite on this
-// Node.js, then the wire-level suites (conformance, HTTPS/HTTP/2, shutdown) again on Node 22 and 24.
+// Node.js, the benchmark scripts in quick mode (alone, as they load both cores), then the wire-level
+// suites (conformance, HTTPS/HTTP/2, shutdown) again on Node 22 and 24.
 // Ends with one line "N passed, N failed" and writes the same figures to .cache/test-summary.json.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -59,7 +60,9 @@ const built = step('build', pnpm, ['-r', '--filter', './packages/*', 'run', 'bui
 step('typecheck', process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'])
 step('lint', process.execPath, [join(root, 'node_modules', 'eslint', 'bin', 'eslint.js'), '.'])
 if (built) {
-  vitest(`vitest on Node ${process.versions.node}`, process.execPath, [], join(cache, 'vitest-report.json'))
+  vitest(`vitest on Node ${process.versions.node}`, process.execPath, ['--exclude', 'bench/**'], join(cache, 'vitest-report.json'))
+  // `pnpm bench --quick` keeps both cores busy: run alone, after the timing-sensitive suites.
+  vitest('benchmark scripts (--quick)', process.execPath, ['bench'], join(cache, 'vitest-bench.json'))
   if (!quick) {
     for (const major of MATRIX_MAJORS) {
       let node
