@@ -71,9 +71,10 @@ const phases = [
     title: 'graceful shutdown',
     load: { ...steady, users: 6 },
     about: [
-      `What SIGTERM starts: /ready answers 503 for readinessDelay ${readinessDelay} s while serving as usual; then the drain: every response carries Connection: close, the server stops accepting and closes idle connections once quiet`,
-      'accepting, lets in-flight requests finish, and closes each idle socket once it has been quiet for grace (1 s), so a request already',
-      'on the wire is still answered. 6 clients keep sending (the load balancer is moving the rest away) until a new connection is refused.',
+      `What SIGTERM starts: /ready answers 503 for readinessDelay ${readinessDelay} s while connections stay keep-alive; then the drain:`,
+      'every response carries Connection: close, the server stops accepting, lets in-flight requests finish, and closes each idle socket',
+      'once it has been quiet for grace (1 s), so a request already on the wire is still answered. 6 clients keep sending (the load',
+      'balancer is moving the rest away) until a new connection is refused.',
     ],
   },
 ]
