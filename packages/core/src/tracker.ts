@@ -432,23 +432,39 @@ export class Tracker {
       conn.idleArmed = false
       conn.socket.setTimeout(conn.server.timeout || 0) // as Node's resetSocketTimeout does
     }
-    if (conn.started++ === conn.finished) {
-      this.active++
-      this.idle?.delete(conn)
-    }
+    this.markStarted(conn)
     // Pipelined requests may write their headers out of order: `max=` counts by place, not by who writes first.
     res[kSequence] = conn.started
     hookHeaders(res)
   }
 
+  /** Counts a request's start; a connection with nothing in flight turns active. (HTTP/1 and HTTP/2.) */
+  private markStarted(conn: Connection): void {
+    if (conn.started++ === conn.finished) {
+      this.active++
+      this.idle?.delete(conn)
+    }
+  }
+
+  /**
+   * Counts a response's end (`served`: it finished, rather than being cut); returns true if the
+   * connection has nothing left in flight. (HTTP/1 and HTTP/2.)
+   */
+  private markFinished(conn: Connection, served: boolean): boolean {
+    conn.finished++
+    if (served) {
+      this.requests++
+      if (conn.finished > 1) this.reused++
+      this.drainHooks?.finished()
+    }
+    if (conn.active) return false // pipelined requests or other streams are still running
+    this.active--
+    return true
+  }
+
   private responseFinished(conn: Connection): void {
     if (conn.finished >= conn.started) return // a response we never saw start
-    conn.finished++
-    this.requests++
-    if (conn.finished > 1) this.reused++
-    this.drainHooks?.finished()
-    if (conn.active) return // pipelined requests are still waiting
-    this.active--
+    if (!this.markFinished(conn, true)) return
     if (conn.closing) return // Node ends the socket after this response
     conn.idleSince = performance.now()
     this.idle?.add(conn)
@@ -459,20 +475,10 @@ export class Tracker {
   private streamStarted(stream: ServerHttp2Stream): void {
     const conn = (stream.session as TrackedSession | undefined)?.[kConnection]
     if (conn === undefined || conn.tracker !== this) return
-    if (conn.started++ === conn.finished) {
-      this.active++
-      this.idle?.delete(conn)
-    }
+    this.markStarted(conn)
     stream.once('close', () => {
-      conn.finished++
       // A stream reset or destroyed before its response ended (at the deadline, say) served no request.
-      if (stream.writableFinished) {
-        this.requests++
-        if (conn.finished > 1) this.reused++
-        this.drainHooks?.finished()
-      }
-      if (conn.active) return
-      this.active--
+      if (!this.markFinished(conn, stream.writableFinished)) return
       conn.idleSince = performance.now()
       this.idle?.add(conn)
     })
