@@ -34,12 +34,7 @@ async function start(options: KeepAliveOptions = {}): Promise<Started> {
     else res.end('ok')
   })
   ka.attach(server)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  resources.add(server, (s) => {
-    s.closeAllConnections()
-    if (s.listening) s.close()
-  })
+  await resources.listen(server)
   return {
     ka,
     server,

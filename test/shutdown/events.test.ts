@@ -1,4 +1,3 @@
-import { once } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createKeepAlive, type CloseEvent, type ConnectionEvent, type KeepAliveController, type KeepAliveOptions, type ShutdownReport } from '@keepalive/core'
@@ -44,12 +43,7 @@ async function start(options: KeepAliveOptions): Promise<Started> {
     if (req.url !== '/hang') res.end('ok')
   })
   ka.attach(server)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  resources.add(server, (s) => {
-    s.closeAllConnections()
-    if (s.listening) s.close()
-  })
+  await resources.listen(server)
   return {
     ka,
     port: (server.address() as AddressInfo).port,

@@ -1,4 +1,3 @@
-import { once } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
@@ -33,12 +32,7 @@ async function start(): Promise<Started> {
     else res.end('ok')
   })
   ka.attach(server)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  resources.add(server, (s) => {
-    s.closeAllConnections()
-    if (s.listening) s.close()
-  })
+  await resources.listen(server)
   return {
     ka,
     server,

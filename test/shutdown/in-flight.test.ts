@@ -79,12 +79,7 @@ describe.each(Object.keys(clients))('shutdown() with %s: 200 requests over 64 ke
       }, 100 + ((index * 37) % 201))
     })
     ka.attach(server)
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    resources.add(server, (s) => {
-      s.closeAllConnections()
-      if (s.listening) s.close()
-    })
+    await resources.listen(server)
     const serverClosed = once(server, 'close')
     const client = resources.add(clients[clientName]!((server.address() as AddressInfo).port), (c) => c.close())
 
