@@ -295,7 +295,7 @@ describe('adaptive: the sampler', () => {
       reportPolicy(ka, res)
     })
 
-    // The sampler's timer is created by attach(): record it and wait for its destruction.
+    // attach() creates two timers, the sampler's and the idle sweep's: record them and wait for their destruction.
     const created = new Set<number>()
     let recording = false
     let onDestroyed: () => void = () => {}
@@ -312,7 +312,7 @@ describe('adaptive: the sampler', () => {
       recording = true
       ka.attach(server)
       recording = false
-      expect(created.size).toBe(1)
+      expect(created.size).toBe(2)
 
       server.listen(0, '127.0.0.1')
       await once(server, 'listening')

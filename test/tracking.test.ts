@@ -107,6 +107,25 @@ describe('connection tracking (http)', () => {
     expect(event.age).toBeLessThan(3)
   })
 
+  it('does not cut a request whose first bytes arrived before the idle timeout, on a new or a used connection', async () => {
+    const { ka, port } = await startHttp({ timeout: 0.3, grace: 0.1 })
+    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    // A first request typed slowly: its first line is in before the 0.4 s idle window ends, the rest 0.8 s later.
+    raw.socket.write('GET /first HTTP/1.1\r\n')
+    await new Promise((resolve) => setTimeout(resolve, 800))
+    raw.socket.write('Host: localhost\r\n\r\n')
+    expect((await raw.response()).body).toBe('ok')
+    // The same after a response: bytes of the next request within the window keep the connection.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    raw.socket.write('GET /second HTTP/1.1\r\n')
+    await new Promise((resolve) => setTimeout(resolve, 800))
+    raw.socket.write('Host: localhost\r\n\r\n')
+    expect((await raw.response()).body).toBe('ok')
+    expect(ka.stats().closes.idleTimeout).toBe(0)
+    // Then silence: the connection is closed as idle.
+    expect(await nextClose(ka)).toMatchObject({ reason: 'idleTimeout', requests: 2 })
+  })
+
   it('never idle-closes a connection while its request runs, and counts idle time from its last response', async () => {
     const { ka, port } = await startHttp({ timeout: 0.2, grace: 0.1 })
     const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())

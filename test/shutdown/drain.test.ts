@@ -64,6 +64,22 @@ describe('controller.shutdown()', () => {
     expect(ka.stats().closes).toMatchObject({ drain: 1, client: 0, forced: 0 })
   })
 
+  it('waits for a request whose first bytes are in when the quiet window ends, and answers it with Connection: close', async () => {
+    const { ka, port } = await start({ grace: 0.3 })
+    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    await raw.request('/first')
+    raw.socket.write('GET /second HTTP/1.1\r\n')
+    const shutdown = ka.shutdown({ timeout: 5 })
+    // Well past the 0.3 s quiet window before the request is whole.
+    await new Promise((resolve) => setTimeout(resolve, 800))
+    raw.socket.write('Host: localhost\r\n\r\n')
+    const second = await raw.response()
+    expect(second.body).toBe('ok')
+    expect(connectionHeaders(second.headers)).toEqual({ connection: 'close', keepAlive: null })
+    await raw.closed
+    expect(await shutdown).toMatchObject({ closedIdle: 0, completed: 1, forced: 0 })
+  })
+
   it('closes an idle socket once it has been quiet for grace seconds, and one that never sent a request', async () => {
     const { ka, port } = await start({ grace: 0.3 })
     const used = resources.add(await openRaw(port), (c) => c.socket.destroy())

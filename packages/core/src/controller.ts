@@ -46,7 +46,7 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
     if (!tracker.owns(server)) {
       if (report !== null || !tryAttach(server)) return
     }
-    const conn = tracker.track(req.socket as never, server, true)
+    const conn = tracker.track(req.socket as never, server)
     if (conn !== null) tracker.requestStarted(conn, res as ServerResponse)
   }
 

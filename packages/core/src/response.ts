@@ -5,8 +5,27 @@ type WriteHead = (this: ServerResponse, statusCode: number, reason?: string | He
 
 /** What the writeHead hook finds on the socket: the owner of the connection's policy. */
 export interface HeadersListener {
-  /** Called once per response, just before its headers are written. */
-  beforeHeaders(res: ServerResponse, statusCode: number): void
+  /**
+   * Called once per response, just before its headers are written. `inStore` is true when the
+   * application handles `Connection` or `Keep-Alive` itself: every header is then in the
+   * response's header store and the decision must read and write them there.
+   */
+  beforeHeaders(res: ServerResponse, statusCode: number, inStore: boolean): void
+}
+
+/**
+ * The fields of `OutgoingMessage` that `_storeHeader` (lib/_http_outgoing.js) reads to write the
+ * connection headers itself, the same on Node 20, 22 and 24: with no `Connection` header set it
+ * writes `Connection: keep-alive` and `Keep-Alive: timeout=<floor(_keepAliveTimeout / 1000)>`
+ * (`, max=<_maxRequestsPerSocket>` when above 0) if `shouldKeepAlive` holds and the body's end is
+ * known, else `Connection: close`, and sets `_last` when it will end the socket after the response.
+ */
+export interface NodeResponseFields {
+  shouldKeepAlive: boolean
+  _keepAliveTimeout: number
+  _maxRequestsPerSocket: number
+  _removedConnection: boolean
+  _last: boolean
 }
 
 /** Where a tracked socket keeps its per-connection state. */
@@ -51,16 +70,43 @@ function absorbHeaders(res: ServerResponse, headers: HeaderInput): boolean {
   return true
 }
 
+/** True if the headers given to `writeHead()` include `Connection` or `Keep-Alive` (any case). */
+function namesConnectionHeaders(headers: HeaderInput): boolean {
+  if (Array.isArray(headers)) {
+    for (let i = 0; i < headers.length; i++) {
+      const entry: unknown = headers[i]
+      const name = Array.isArray(entry) ? (entry[0] as unknown) : i % 2 === 0 ? entry : undefined
+      if (typeof name === 'string' && isConnectionHeader(name)) return true
+    }
+    return false
+  }
+  for (const name in headers as OutgoingHttpHeaders) if (isConnectionHeader(name)) return true
+  return false
+}
+
+// Both names are 10 characters long: most header names are rejected on their length alone.
+function isConnectionHeader(name: string): boolean {
+  if (name.length !== 10) return false
+  const lower = name.toLowerCase()
+  return lower === 'connection' || lower === 'keep-alive'
+}
+
 // Shared by every response: installing it is one property write, no closure per request.
 function keepAliveWriteHead(this: ServerResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
   const original = (Object.getPrototypeOf(this) as { writeHead: WriteHead }).writeHead
   const listener = (this.req.socket as TrackedSocket | null)?.[kConnection]
   if (listener === undefined || this.headersSent) return original.call(this, statusCode, reason as string, headers)
-  let message: string | undefined
-  if (typeof reason === 'string') message = reason
-  else headers = reason
-  if (headers != null && !absorbHeaders(this, headers)) return original.call(this, statusCode, reason as string, headers)
-  listener.beforeHeaders(this, statusCode)
+  const message = typeof reason === 'string' ? reason : undefined
+  const given = message === undefined ? (reason as HeaderInput | undefined) : headers
+  // The common case: the application leaves the connection headers to us, Node writes them from
+  // the fields the decision sets, and the headers given here pass through untouched.
+  if (given == null || !namesConnectionHeaders(given)) {
+    const inStore = this.hasHeader('connection') || this.hasHeader('keep-alive') || (this as unknown as NodeResponseFields)._removedConnection
+    listener.beforeHeaders(this, statusCode, inStore)
+    return original.call(this, statusCode, reason as string, headers)
+  }
+  if (!absorbHeaders(this, given)) return original.call(this, statusCode, reason as string, headers)
+  listener.beforeHeaders(this, statusCode, true)
   return message === undefined ? original.call(this, statusCode) : original.call(this, statusCode, message)
 }
 

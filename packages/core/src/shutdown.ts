@@ -5,6 +5,9 @@ import type { AttachableServer, KeepAliveController, ShutdownReport } from './ty
 
 const noop = (): void => {}
 
+/** How often the drain looks again at a quiet socket on which a request has begun to arrive. */
+const ARRIVING_RECHECK_MS = 100
+
 interface ClosableServer extends AttachableServer {
   closeIdleConnections?: () => void
 }
@@ -89,7 +92,10 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
         continue
       }
       const quietFor = now - conn.idleSince
-      if (quietFor >= quietMs) {
+      if (quietFor >= quietMs && tracker.requestArriving(conn)) {
+        // A request's first bytes are in: it is answered (with Connection: close) once it is whole.
+        next = Math.min(next, ARRIVING_RECHECK_MS)
+      } else if (quietFor >= quietMs) {
         waiting.delete(conn)
         tracker.closeIdle(conn, 'drain')
       } else {
@@ -105,6 +111,7 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
 
   function closeWhenQuiet(conn: Connection): void {
     if (conn.active || conn.closing || conn.detached) return
+    if (conn.readMark === -1) conn.readMark = conn.socket.bytesRead
     waiting.add(conn)
     queueSweep()
   }

@@ -9,7 +9,7 @@ import { parseKeepAlive } from './header.js'
 import { createLoadMonitor, type LoadMonitor } from './load.js'
 import type { ResolvedOptions } from './options.js'
 import { applyLoad, closeReason, initialPolicy, type PolicyState } from './policy.js'
-import { hookHeaders, kConnection, nodeKeepsAlive, type HeadersListener } from './response.js'
+import { hookHeaders, kConnection, nodeKeepsAlive, type HeadersListener, type NodeResponseFields } from './response.js'
 import type { AttachableServer, CloseReason, KeepAliveEvents } from './types.js'
 
 const kOwner = Symbol('keepalive.owner')
@@ -58,6 +58,15 @@ interface TrackedSession extends Http2Session {
 /** Ms the first request may take to start on a connection whose keep-alive is off. */
 const FIRST_REQUEST_MS = 5000
 
+/**
+ * How often idle connections are checked: a quarter of `grace` (the slack the client was promised
+ * beyond the advertised timeout), kept between 50 and 500 ms.
+ */
+export function sweepInterval(options: Pick<ResolvedOptions, 'graceMs' | 'timeoutMs'>): number {
+  const slack = options.graceMs > 0 ? options.graceMs : options.timeoutMs || FIRST_REQUEST_MS
+  return Math.min(500, Math.max(50, Math.round(slack / 4)))
+}
+
 /** Removes an IPv4-mapped IPv6 prefix so `::ffff:1.2.3.4` and `1.2.3.4` count as one address. */
 export function normaliseAddress(address: string | undefined): string | null {
   if (address === undefined) return null
@@ -70,11 +79,15 @@ export class Connection implements HeadersListener {
   /** Requests started, responses finished. */
   started = 0
   finished = 0
+  /** When the connection last turned idle (ms, `performance.now()`). */
   idleSince: number
-  /** Idle time the last keep-alive response promised, plus grace. */
-  idleMs = 0
-  /** Our idle (or drain) timer is running on the socket. */
-  idleArmed = false
+  /** How long it may stay idle: what the last keep-alive response promised, plus grace. */
+  idleMs: number
+  /**
+   * `socket.bytesRead` when this idle period began (0 for a new connection), or -1 until the
+   * sweep reads it: bytes beyond it are a request on its way, which the idle timeout must not cut.
+   */
+  readMark = 0
   /** The last decided response closes the connection. */
   closing = false
   reason: CloseReason | null = null
@@ -89,8 +102,10 @@ export class Connection implements HeadersListener {
     /** Normalised remote address; read only when `maxConnectionsPerIp` is set, else null. */
     readonly address: string | null,
     http2: boolean,
+    idleMs: number,
   ) {
     this.idleSince = createdAt
+    this.idleMs = idleMs
     this.http2 = http2
   }
 
@@ -103,8 +118,9 @@ export class Connection implements HeadersListener {
     return !this.http2 && this.socket.parser == null
   }
 
-  beforeHeaders(res: ServerResponse, statusCode: number): void {
-    this.tracker.decide(this, res, statusCode)
+  beforeHeaders(res: ServerResponse, statusCode: number, inStore: boolean): void {
+    if (inStore) this.tracker.decideInStore(this, res, statusCode)
+    else this.tracker.decide(this, res)
   }
 }
 
@@ -131,11 +147,6 @@ export interface DrainHooks {
 function onSocketClose(this: TrackedSocket): void {
   const conn = this[kConnection]
   if (conn !== undefined) conn.tracker.release(conn)
-}
-
-function onSocketTimeout(this: TrackedSocket): void {
-  const conn = this[kConnection]
-  if (conn !== undefined) conn.tracker.idleTimeout(conn)
 }
 
 /** Connection tracking, the per-response policy and idle timers for one controller. */
@@ -166,6 +177,8 @@ export class Tracker {
   /** Connections closing to bring the count back under `maxConnections`, not yet closed. */
   private leaving = 0
   private monitor: LoadMonitor | null = null
+  private sweepTimer: NodeJS.Timeout | null = null
+  private closeQueued = false
   private subscribed = false
   private headerCache: (string | undefined)[] = []
   private headerPrefix = ''
@@ -193,7 +206,7 @@ export class Tracker {
     const attachment: Attachment = {
       connectionEvent: tls ? 'secureConnection' : 'connection',
       onConnection: (socket) => {
-        this.track(socket, server, false)
+        this.track(socket, server)
       },
       onClose: () => {
         this.detach(server)
@@ -220,6 +233,10 @@ export class Tracker {
       subscribe(REQUEST_START, this.onRequestStart)
       subscribe(RESPONSE_FINISH, this.onResponseFinish)
       this.subscribed = true
+    }
+    if (this.sweepTimer === null) {
+      this.sweepTimer = setInterval(this.sweep, sweepInterval(this.options))
+      this.sweepTimer.unref()
     }
     if (this.options.adaptive !== null && this.monitor === null) {
       this.monitor = createLoadMonitor(
@@ -279,6 +296,8 @@ export class Tracker {
     }
     this.monitor?.stop()
     this.monitor = null
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer)
+    this.sweepTimer = null
   }
 
   owns(server: unknown): server is TunableServer {
@@ -288,7 +307,7 @@ export class Tracker {
   // ---- connections -----------------------------------------------------------------------
 
   /** Starts tracking a socket; returns null if it was refused over the per-address cap. */
-  track(socket: TrackedSocket, server: TunableServer, late: boolean): Connection | null {
+  track(socket: TrackedSocket, server: TunableServer): Connection | null {
     const existing = socket[kConnection]
     if (existing !== undefined) return existing.tracker === this ? existing : null
     // Only the per-address cap needs the address: reading it costs a getpeername() call and its strings.
@@ -306,15 +325,13 @@ export class Tracker {
       this.perAddress.set(address, count + 1)
     }
     const http2 = typeof server.updateSettings === 'function' && (!(server instanceof TlsServer) || (socket as TLSSocket).alpnProtocol === 'h2')
-    const conn = new Connection(this, socket, server, performance.now(), address, http2)
+    // A connection that never sends a request is closed like an idle one.
+    const idleMs = (this.policy.timeoutMs || FIRST_REQUEST_MS) + this.options.graceMs
+    const conn = new Connection(this, socket, server, performance.now(), address, http2, idleMs)
     socket[kConnection] = conn
     this.conns.add(conn)
     this.idle?.add(conn)
     socket.on('close', onSocketClose)
-    socket.on('timeout', onSocketTimeout)
-    // A connection that never sends a request is closed like an idle one; once bytes arrive,
-    // Node's headersTimeout guards the request and its parser activity keeps this timer fresh.
-    if (!http2 && !late) this.armIdle(conn, (this.policy.timeoutMs || FIRST_REQUEST_MS) + this.options.graceMs)
     if (this.events.listenerCount('connection') > 0) {
       this.events.emit('connection', { remoteAddress: socket.remoteAddress, open: this.conns.size })
     }
@@ -371,7 +388,6 @@ export class Tracker {
     const reason = conn.reason ?? 'client'
     this.closes[reason]++
     conn.socket.off('close', onSocketClose)
-    conn.socket.off('timeout', onSocketTimeout)
     if (this.events.listenerCount('close') > 0) {
       this.events.emit('close', {
         reason,
@@ -383,21 +399,59 @@ export class Tracker {
     this.drainHooks?.released()
   }
 
-  /** Arms the socket's own inactivity timer as our idle timer. */
-  armIdle(conn: Connection, ms: number): void {
-    conn.idleArmed = true
-    conn.socket.setTimeout(ms)
+  /**
+   * Idle timeouts: one timer for every connection, rather than a timer re-armed on each socket
+   * after each response (what Node's keepAliveTimeout does). An HTTP/1 connection idle for longer
+   * than its `idleMs` is closed; HTTP/2 sessions and upgraded sockets are not ours to time out.
+   */
+  private readonly sweep = (): void => {
+    if (this.closeQueued) return
+    const now = performance.now()
+    for (const conn of this.conns) {
+      if (this.expired(conn, now)) {
+        // Close from the check phase, after this loop iteration's poll phase: a request that
+        // arrived while the timer was due is read first and makes its connection active.
+        this.closeQueued = true
+        setImmediate(this.closeExpired)
+        return
+      }
+    }
   }
 
-  idleTimeout(conn: Connection): void {
-    if (!conn.idleArmed) return // a timeout the application set on an active request: Node handles it
-    conn.idleArmed = false
-    if (conn.detached) {
-      conn.socket.setTimeout(0) // upgraded sockets are not ours to time out
-      return
+  private readonly closeExpired = (): void => {
+    this.closeQueued = false
+    const now = performance.now()
+    for (const conn of this.conns) {
+      if (this.expired(conn, now)) this.closeIdle(conn, this.policy.draining ? 'drain' : 'idleTimeout')
     }
-    if (conn.active) return
-    this.closeIdle(conn, this.policy.draining ? 'drain' : 'idleTimeout')
+  }
+
+  /**
+   * Idle past its time, with no request started nor begun: once a request's first bytes arrive,
+   * Node's headersTimeout guards it (nginx likewise switches from keepalive_timeout to
+   * client_header_timeout).
+   */
+  private expired(conn: Connection, now: number): boolean {
+    if (conn.started !== conn.finished || conn.closing || conn.http2) return false
+    // First sight in this idle period: take the mark now, so it is ready when the time is up.
+    if (conn.readMark === -1) {
+      conn.readMark = conn.socket.bytesRead
+      return false
+    }
+    return now - conn.idleSince >= conn.idleMs && !this.requestArriving(conn) && !conn.detached
+  }
+
+  /**
+   * True if bytes arrived since the connection turned idle: a request is on its way. The count is
+   * read once per idle period, by whoever checks first (not per request); until then the answer
+   * is "maybe", so the caller checks again later.
+   */
+  requestArriving(conn: Connection): boolean {
+    if (conn.readMark === -1) {
+      conn.readMark = conn.socket.bytesRead
+      return true
+    }
+    return conn.socket.bytesRead !== conn.readMark
   }
 
   /** Closes an idle connection now. */
@@ -415,23 +469,19 @@ export class Tracker {
   private readonly onRequestStart = (message: unknown): void => {
     const { server, socket, response } = message as ChannelMessage
     if ((server as TunableServer)[kOwner] !== this) return
-    const conn = (socket as TrackedSocket)[kConnection] ?? this.track(socket, server, true)
+    const conn = (socket as TrackedSocket)[kConnection] ?? this.track(socket, server)
     if (conn !== null) this.requestStarted(conn, response)
   }
 
   private readonly onResponseFinish = (message: unknown): void => {
-    const { server, socket } = message as ChannelMessage
+    const { server, socket, response } = message as ChannelMessage
     if ((server as TunableServer)[kOwner] !== this) return
     const conn = (socket as TrackedSocket)[kConnection]
-    if (conn !== undefined && conn.tracker === this) this.responseFinished(conn)
+    if (conn !== undefined && conn.tracker === this) this.responseFinished(conn, response)
   }
 
   /** Processes a request's start; also called by `handle()` for the request that attached lazily. */
   requestStarted(conn: Connection, res: SequencedResponse): void {
-    if (conn.idleArmed) {
-      conn.idleArmed = false
-      conn.socket.setTimeout(conn.server.timeout || 0) // as Node's resetSocketTimeout does
-    }
     this.markStarted(conn)
     // Pipelined requests may write their headers out of order: `max=` counts by place, not by who writes first.
     res[kSequence] = conn.started
@@ -462,14 +512,16 @@ export class Tracker {
     return true
   }
 
-  private responseFinished(conn: Connection): void {
+  private responseFinished(conn: Connection, res: ServerResponse): void {
     if (conn.finished >= conn.started) return // a response we never saw start
+    // Node ends the socket after a response it marked last (its own rule 3, or our Connection: close).
+    if ((res as unknown as NodeResponseFields)._last) conn.closing = true
     if (!this.markFinished(conn, true)) return
-    if (conn.closing) return // Node ends the socket after this response
+    if (conn.closing) return
     conn.idleSince = performance.now()
+    conn.readMark = -1
     this.idle?.add(conn)
-    if (this.drainHooks !== null) this.drainHooks.idle(conn)
-    else this.armIdle(conn, conn.idleMs || this.policy.timeoutMs + this.options.graceMs)
+    this.drainHooks?.idle(conn)
   }
 
   private streamStarted(stream: ServerHttp2Stream): void {
@@ -484,8 +536,30 @@ export class Tracker {
     })
   }
 
-  /** The per-response decision, taken as the headers are written (DESIGN.md rules 3 to 5). */
-  decide(conn: Connection, res: SequencedResponse, statusCode: number): void {
+  /**
+   * The per-response decision, taken as the headers are written (DESIGN.md rules 3 to 5), for a
+   * response whose connection headers are left to us: it sets the fields Node writes them from
+   * (see NodeResponseFields), so Node's own rule 3 applies and no header goes through `setHeader`.
+   */
+  decide(conn: Connection, res: SequencedResponse): void {
+    const n = res[kSequence] ?? conn.started
+    const reason = this.reasonToClose(conn, n)
+    const fields = res as unknown as NodeResponseFields
+    if (reason !== null) {
+      // Node writes `Connection: close` and ends the socket after this response.
+      fields.shouldKeepAlive = false
+      this.closing(conn, reason)
+      return
+    }
+    const policy = this.policy
+    conn.closing = false // Node may still close after it (its rule 3): responseFinished reads that from `_last`
+    fields._keepAliveTimeout = policy.timeoutMs
+    fields._maxRequestsPerSocket = policy.max === Infinity ? 0 : policy.max - n
+    conn.idleMs = policy.timeoutMs + this.options.graceMs
+  }
+
+  /** The decision for a response whose application set `Connection` or `Keep-Alive` itself: read and written in the header store. */
+  decideInStore(conn: Connection, res: SequencedResponse, statusCode: number): void {
     const n = res[kSequence] ?? conn.started
     if (!nodeKeepsAlive(res, statusCode)) {
       // Node closes after this response anyway; never advertise keep-alive beside it.
@@ -494,18 +568,11 @@ export class Tracker {
       return
     }
     const options = this.options
-    const ageMs = options.maxAgeMs === Infinity ? 0 : performance.now() - conn.createdAt
-    const reason = closeReason(n, ageMs, this.policy, options)
+    const reason = this.reasonToClose(conn, n)
     if (reason !== null) {
       res.setHeader('Connection', 'close')
       if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
-      conn.closing = true
-      conn.reason = reason
-      if (reason === 'evicted') {
-        // Closing after this response brings the count one closer to the cap.
-        this.leaving++
-        this.policy.overCap = this.conns.size - this.leaving > options.maxConnections
-      }
+      this.closing(conn, reason)
       return
     }
     conn.closing = false
@@ -517,6 +584,22 @@ export class Tracker {
       // The application's header wins, and the socket keeps what it promises.
       const promised = parseKeepAlive(Array.isArray(own) ? own : String(own)).timeout
       conn.idleMs = (promised === undefined ? this.policy.timeoutMs : Math.min(promised * 1000, 0x7fffffff - options.graceMs)) + options.graceMs
+    }
+  }
+
+  private reasonToClose(conn: Connection, n: number): CloseReason | null {
+    const ageMs = this.options.maxAgeMs === Infinity ? 0 : performance.now() - conn.createdAt
+    return closeReason(n, ageMs, this.policy, this.options)
+  }
+
+  /** Records that the response being decided closes its connection, and why. */
+  private closing(conn: Connection, reason: CloseReason): void {
+    conn.closing = true
+    conn.reason = reason
+    if (reason === 'evicted') {
+      // Closing after this response brings the count one closer to the cap.
+      this.leaving++
+      this.policy.overCap = this.conns.size - this.leaving > this.options.maxConnections
     }
   }
 
