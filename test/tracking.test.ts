@@ -79,6 +79,39 @@ describe('connection tracking (http)', () => {
     expect(ka.stats()).toMatchObject({ connections: { open: 1, active: 0, idle: 1 }, requests: 0 })
   })
 
+  describe('a connection the client closes', () => {
+    async function closedByClient(): Promise<{ ka: KeepAliveController; serverSocketClosed: Promise<number> }> {
+      const ka = createKeepAlive()
+      const server = http.createServer((req, res) => {
+        ka.handle(req, res)
+        res.end('ok')
+      })
+      const accepted = once(server, 'connection') as Promise<[import('node:net').Socket]>
+      ka.attach(server)
+      const raw = resources.add(await openRaw(await listen(server)), (c) => c.socket.destroy())
+      await raw.request('/')
+      const [socket] = await accepted
+      const serverSocketClosed = once(socket, 'close').then(() => performance.now())
+      raw.socket.destroy()
+      return { ka, serverSocketClosed }
+    }
+
+    it('is counted closed in stats() as soon as its socket has closed', async () => {
+      const { ka, serverSocketClosed } = await closedByClient()
+      await serverSocketClosed
+      expect(ka.stats()).toMatchObject({ connections: { open: 0, active: 0, idle: 0 }, closes: { client: 1 } })
+    })
+
+    it('is reported by a close event within about one sweep interval', async () => {
+      const { ka, serverSocketClosed } = await closedByClient()
+      const event = nextClose(ka)
+      const closedAt = await serverSocketClosed
+      expect(await event).toMatchObject({ reason: 'client', requests: 1 })
+      // The sweep runs every grace / 4 = 250 ms; generous bound for a busy machine.
+      expect(performance.now() - closedAt).toBeLessThan(1500)
+    })
+  })
+
   it('counts a connection active while a request is in flight and idle after, with requests and reuse', async () => {
     const { ka, port, next } = await startHttp()
     const a = resources.add(await openRaw(port), (c) => c.socket.destroy())

@@ -60,6 +60,7 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
   }
 
   function stats(): KeepAliveStats {
+    tracker.purge()
     const open = tracker.conns.size
     return {
       connections: { open, active: tracker.active, idle: open - tracker.active },

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import { checkKeys, describe, fail, isPlainObject, seconds } from './options.js'
-import type { Connection, Tracker } from './tracker.js'
+import { now, type Connection, type Tracker } from './tracker.js'
 import type { AttachableServer, KeepAliveController, ShutdownReport } from './types.js'
 
 const noop = (): void => {}
@@ -84,14 +84,14 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
     sweepQueued = null
     if (sweepTimer !== null) clearTimeout(sweepTimer)
     sweepTimer = null
-    const now = performance.now()
+    const time = now()
     let next = Infinity
     for (const conn of waiting) {
       if (conn.active || conn.closing || conn.detached || !tracker.conns.has(conn)) {
         waiting.delete(conn)
         continue
       }
-      const quietFor = now - conn.idleSince
+      const quietFor = time - conn.idleSince
       if (quietFor >= quietMs && tracker.requestArriving(conn)) {
         // A request's first bytes are in: it is answered (with Connection: close) once it is whole.
         next = Math.min(next, ARRIVING_RECHECK_MS)
@@ -145,6 +145,7 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
       report.closedIdle++
     },
   }
+  tracker.watchCloses()
   for (const server of tracker.servers.keys()) stopAccepting(server)
   for (const conn of [...tracker.conns]) {
     if (conn.session !== null) {

@@ -74,12 +74,20 @@ export function normaliseAddress(address: string | undefined): string | null {
   return lower.startsWith('::ffff:') && lower.includes('.') ? lower.slice(7) : lower
 }
 
+/**
+ * The clock of connection times: whole milliseconds since the process started. Whole numbers
+ * stay small integers in V8's object fields (no boxed double per timestamp per connection).
+ */
+export function now(): number {
+  return Math.floor(performance.now())
+}
+
 /** Per-connection state, kept on the socket itself. */
 export class Connection implements HeadersListener {
   /** Requests started, responses finished. */
   started = 0
   finished = 0
-  /** When the connection last turned idle (ms, `performance.now()`). */
+  /** When the connection last turned idle (whole ms, see `now()`). */
   idleSince: number
   /** How long it may stay idle: what the last keep-alive response promised, plus grace. */
   idleMs: number
@@ -97,7 +105,7 @@ export class Connection implements HeadersListener {
   constructor(
     readonly tracker: Tracker,
     readonly socket: TrackedSocket,
-    readonly server: TunableServer,
+    /** Whole ms, see `now()`. */
     readonly createdAt: number,
     /** Normalised remote address; read only when `maxConnectionsPerIp` is set, else null. */
     readonly address: string | null,
@@ -179,6 +187,14 @@ export class Tracker {
   private monitor: LoadMonitor | null = null
   private sweepTimer: NodeJS.Timeout | null = null
   private closeQueued = false
+  /**
+   * Whether each socket has a 'close' listener. It costs ~200 B per connection (with Node's own
+   * per-request listener, the socket's listener list turns into an array that keeps its grown
+   * capacity), so it is kept only where a close must be seen at once: under `maxConnections` or
+   * `maxConnectionsPerIp`, and while draining. Otherwise the sweep releases closed sockets within
+   * one interval, and `purge()` before `stats()` makes the counts exact.
+   */
+  private watching: boolean
   private subscribed = false
   private headerCache: (string | undefined)[] = []
   private headerPrefix = ''
@@ -188,6 +204,7 @@ export class Tracker {
     this.policy = initialPolicy(options)
     this.idle = options.maxConnections === Infinity ? null : new Set()
     this.perAddress = options.maxConnectionsPerIp === Infinity ? null : new Map()
+    this.watching = this.idle !== null || this.perAddress !== null
     this.rebuildHeaders()
     // An 'error' event without a listener would throw; errors of the user's signal are reported, never thrown.
     this.events.on('error', () => {})
@@ -327,11 +344,11 @@ export class Tracker {
     const http2 = typeof server.updateSettings === 'function' && (!(server instanceof TlsServer) || (socket as TLSSocket).alpnProtocol === 'h2')
     // A connection that never sends a request is closed like an idle one.
     const idleMs = (this.policy.timeoutMs || FIRST_REQUEST_MS) + this.options.graceMs
-    const conn = new Connection(this, socket, server, performance.now(), address, http2, idleMs)
+    const conn = new Connection(this, socket, now(), address, http2, idleMs)
     socket[kConnection] = conn
     this.conns.add(conn)
     this.idle?.add(conn)
-    socket.on('close', onSocketClose)
+    if (this.watching) socket.on('close', onSocketClose)
     if (this.events.listenerCount('connection') > 0) {
       this.events.emit('connection', { remoteAddress: socket.remoteAddress, open: this.conns.size })
     }
@@ -392,7 +409,7 @@ export class Tracker {
       this.events.emit('close', {
         reason,
         requests: conn.finished,
-        age: (performance.now() - conn.createdAt) / 1000,
+        age: (now() - conn.createdAt) / 1000,
         remoteAddress: conn.socket.remoteAddress,
       })
     }
@@ -405,24 +422,39 @@ export class Tracker {
    * than its `idleMs` is closed; HTTP/2 sessions and upgraded sockets are not ours to time out.
    */
   private readonly sweep = (): void => {
-    if (this.closeQueued) return
-    const now = performance.now()
+    const time = now()
+    let due = false
     for (const conn of this.conns) {
-      if (this.expired(conn, now)) {
-        // Close from the check phase, after this loop iteration's poll phase: a request that
-        // arrived while the timer was due is read first and makes its connection active.
-        this.closeQueued = true
-        setImmediate(this.closeExpired)
-        return
-      }
+      if (conn.socket.destroyed) this.release(conn)
+      else if (!due && this.expired(conn, time)) due = true
     }
+    if (due && !this.closeQueued) {
+      // Close from the check phase, after this loop iteration's poll phase: a request that
+      // arrived while the timer was due is read first and makes its connection active.
+      this.closeQueued = true
+      setImmediate(this.closeExpired)
+    }
+  }
+
+  /** Releases connections whose sockets have closed but were not released yet (see `watching`). */
+  purge(): void {
+    if (this.watching) return
+    for (const conn of this.conns) if (conn.socket.destroyed) this.release(conn)
+  }
+
+  /** From now on every close is seen at once (the drain needs it): purges, then listens on every socket. */
+  watchCloses(): void {
+    if (this.watching) return
+    this.purge()
+    this.watching = true
+    for (const conn of this.conns) conn.socket.on('close', onSocketClose)
   }
 
   private readonly closeExpired = (): void => {
     this.closeQueued = false
-    const now = performance.now()
+    const time = now()
     for (const conn of this.conns) {
-      if (this.expired(conn, now)) this.closeIdle(conn, this.policy.draining ? 'drain' : 'idleTimeout')
+      if (this.expired(conn, time)) this.closeIdle(conn, this.policy.draining ? 'drain' : 'idleTimeout')
     }
   }
 
@@ -431,14 +463,14 @@ export class Tracker {
    * Node's headersTimeout guards it (nginx likewise switches from keepalive_timeout to
    * client_header_timeout).
    */
-  private expired(conn: Connection, now: number): boolean {
+  private expired(conn: Connection, time: number): boolean {
     if (conn.started !== conn.finished || conn.closing || conn.http2) return false
     // First sight in this idle period: take the mark now, so it is ready when the time is up.
     if (conn.readMark === -1) {
       conn.readMark = conn.socket.bytesRead
       return false
     }
-    return now - conn.idleSince >= conn.idleMs && !this.requestArriving(conn) && !conn.detached
+    return time - conn.idleSince >= conn.idleMs && !this.requestArriving(conn) && !conn.detached
   }
 
   /**
@@ -518,7 +550,7 @@ export class Tracker {
     if ((res as unknown as NodeResponseFields)._last) conn.closing = true
     if (!this.markFinished(conn, true)) return
     if (conn.closing) return
-    conn.idleSince = performance.now()
+    conn.idleSince = now()
     conn.readMark = -1
     this.idle?.add(conn)
     this.drainHooks?.idle(conn)
@@ -531,7 +563,7 @@ export class Tracker {
     stream.once('close', () => {
       // A stream reset or destroyed before its response ended (at the deadline, say) served no request.
       if (!this.markFinished(conn, stream.writableFinished)) return
-      conn.idleSince = performance.now()
+      conn.idleSince = now()
       this.idle?.add(conn)
     })
   }
@@ -588,7 +620,7 @@ export class Tracker {
   }
 
   private reasonToClose(conn: Connection, n: number): CloseReason | null {
-    const ageMs = this.options.maxAgeMs === Infinity ? 0 : performance.now() - conn.createdAt
+    const ageMs = this.options.maxAgeMs === Infinity ? 0 : now() - conn.createdAt
     return closeReason(n, ageMs, this.policy, this.options)
   }
 
