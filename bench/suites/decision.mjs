@@ -3,8 +3,8 @@
 import { fmtBytes, fmtNum, fmtSpread, median, pinning, printBars, printTable, startChild } from '../lib/util.mjs'
 
 export async function run(ctx) {
-  const rounds = ctx.pairs ?? (ctx.quick ? 1 : 7)
-  const minCpuMs = ctx.quick ? 5 : 150
+  const rounds = ctx.pairs ?? (ctx.quick ? 1 : 5)
+  const minCpuMs = ctx.quick ? 5 : 100
   const allocationOps = ctx.quick ? 1000 : 20_000
   const child = await startChild('decision-child.mjs', [], {
     cpu: pinning()?.server ?? null,

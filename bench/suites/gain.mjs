@@ -5,12 +5,12 @@ import { compareRounds, pairRatios } from './overhead.mjs'
 
 export async function run(ctx) {
   const pairs = ctx.pairs ?? (ctx.quick ? 1 : 5)
-  const seconds = ctx.seconds ?? (ctx.quick ? 1 : 4)
+  const seconds = ctx.seconds ?? (ctx.quick ? 1 : 3)
   const connections = 50
   const { runs, stats } = await compareRounds(
     ctx,
     { 'keep-alive (default policy)': { framework: 'node', keepalive: {} }, 'Connection: close (timeout: 0)': { framework: 'node', keepalive: { timeout: 0 } } },
-    { rounds: pairs, seconds, warmupSeconds: ctx.quick ? 0 : 2, connections },
+    { rounds: pairs, seconds, warmupSeconds: ctx.quick ? 0 : 1, connections },
   )
   const [keep, close] = Object.keys(runs)
   const ratios = pairRatios(runs[close], runs[keep], 'rps')

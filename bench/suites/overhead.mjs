@@ -1,15 +1,15 @@
 // Overhead: req/s of hello-world JSON on each framework, bare vs with keepalive (default options,
 // used as documented), keep-alive load from wrk, server pinned to one core and wrk to the other.
-// A full run also measures where the cost comes from: `max: Infinity` (no connection recycling),
-// bare Node recycling connections as often (maxRequestsPerSocket) and, for Express and Koa,
-// attach() alone without the middleware layer.
+// A full run also separates the per-request mechanism from the default policy's connection
+// recycling (`max: 1000`): keepalive with `max: Infinity` on every framework, and bare node:http
+// recycling as often with Node's own maxRequestsPerSocket.
 import { configArg, fmtInt, fmtMs, fmtPct, fmtSpread, median, pinning, printBars, printTable, startChild } from '../lib/util.mjs'
 
 export const FRAMEWORKS = [
-  { label: 'node:http', framework: 'node', middleware: false },
-  { label: 'Express 5', framework: 'express', middleware: true },
-  { label: 'Koa 3', framework: 'koa', middleware: true },
-  { label: 'Fastify 5', framework: 'fastify', middleware: false },
+  { label: 'node:http', framework: 'node' },
+  { label: 'Express 5', framework: 'express' },
+  { label: 'Koa 3', framework: 'koa' },
+  { label: 'Fastify 5', framework: 'fastify' },
 ]
 
 /**
@@ -52,21 +52,20 @@ function change(ratios) {
 
 export async function run(ctx) {
   const rounds = ctx.pairs ?? (ctx.quick ? 1 : 5)
-  const seconds = ctx.seconds ?? (ctx.quick ? 1 : 3)
-  const warmupSeconds = ctx.quick ? 0 : 2
+  const seconds = ctx.seconds ?? (ctx.quick ? 1 : 2)
+  const warmupSeconds = ctx.quick ? 0 : 1
   const connections = 50
   const breakdown = !ctx.quick
   const rows = []
   const detail = []
   const result = { rounds, seconds, connections, frameworks: {} }
-  for (const { label, framework, middleware } of FRAMEWORKS) {
+  for (const { label, framework } of FRAMEWORKS) {
     const variants = { bare: { framework, keepalive: null }, keepalive: { framework, keepalive: {} } }
     if (breakdown) {
       // Recycling each connection after 1000 requests (our default `max`) has a price of its own:
-      // Node's own maxRequestsPerSocket shows it without keepalive, `max: Infinity` removes it.
-      variants['bare + Node maxRequestsPerSocket: 1000'] = { framework, keepalive: null, maxRequestsPerSocket: 1000 }
-      variants['max: Infinity'] = { framework, keepalive: { max: Infinity } }
-      if (middleware) variants['attach() only, no middleware'] = { framework, keepalive: {}, middleware: false }
+      // `max: Infinity` removes it, Node's own maxRequestsPerSocket shows it without keepalive.
+      variants['keepalive, max: Infinity (no recycling)'] = { framework, keepalive: { max: Infinity } }
+      if (framework === 'node') variants['bare + Node maxRequestsPerSocket: 1000'] = { framework, keepalive: null, maxRequestsPerSocket: 1000 }
     }
     const { runs } = await compareRounds(ctx, variants, { rounds, seconds, warmupSeconds, connections })
     const rpsBare = runs.bare.map((r) => r.rps)
