@@ -426,7 +426,7 @@ export class Tracker {
     let due = false
     for (const conn of this.conns) {
       if (conn.socket.destroyed) this.release(conn)
-      else if (!due && this.expired(conn, time)) due = true
+      else if (this.expired(conn, time)) due = true
     }
     if (due && !this.closeQueued) {
       // Close from the check phase, after this loop iteration's poll phase: a request that
