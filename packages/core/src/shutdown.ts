@@ -92,7 +92,7 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
         continue
       }
       const quietFor = time - conn.idleSince
-      if (quietFor >= quietMs && tracker.requestArriving(conn)) {
+      if (quietFor >= quietMs && conn.requestArriving()) {
         // A request's first bytes are in: it is answered (with Connection: close) once it is whole.
         next = Math.min(next, ARRIVING_RECHECK_MS)
       } else if (quietFor >= quietMs) {
@@ -111,7 +111,7 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
 
   function closeWhenQuiet(conn: Connection): void {
     if (conn.active || conn.closing || conn.detached) return
-    if (conn.readMark === -1) conn.readMark = conn.socket.bytesRead
+    conn.markRead()
     waiting.add(conn)
     queueSweep()
   }

@@ -93,7 +93,8 @@ export class Connection implements HeadersListener {
   idleMs: number
   /**
    * `socket.bytesRead` when this idle period began (0 for a new connection), or -1 until the
-   * sweep reads it: bytes beyond it are a request on its way, which the idle timeout must not cut.
+   * sweep or the drain takes it (`markRead()`): bytes beyond it are a request on its way, which
+   * neither the idle timeout nor the drain may cut.
    */
   readMark = 0
   /** The last decided response closes the connection. */
@@ -119,6 +120,21 @@ export class Connection implements HeadersListener {
 
   get active(): boolean {
     return this.started > this.finished
+  }
+
+  /** Takes this idle period's read mark if nobody has yet; true if it did. */
+  markRead(): boolean {
+    if (this.readMark !== -1) return false
+    this.readMark = this.socket.bytesRead
+    return true
+  }
+
+  /**
+   * True if bytes arrived since the connection turned idle: a request is on its way. With the mark
+   * taken only now, the answer is "maybe", so the caller checks again later.
+   */
+  requestArriving(): boolean {
+    return this.markRead() || this.socket.bytesRead !== this.readMark
   }
 
   /** Node no longer speaks HTTP/1 on this socket (upgraded to WebSocket, CONNECT tunnel). */
@@ -465,25 +481,10 @@ export class Tracker {
    */
   private expired(conn: Connection, time: number): boolean {
     if (conn.started !== conn.finished || conn.closing || conn.http2) return false
-    // First sight in this idle period: take the mark now, so it is ready when the time is up.
-    if (conn.readMark === -1) {
-      conn.readMark = conn.socket.bytesRead
-      return false
-    }
-    return time - conn.idleSince >= conn.idleMs && !this.requestArriving(conn) && !conn.detached
-  }
-
-  /**
-   * True if bytes arrived since the connection turned idle: a request is on its way. The count is
-   * read once per idle period, by whoever checks first (not per request); until then the answer
-   * is "maybe", so the caller checks again later.
-   */
-  requestArriving(conn: Connection): boolean {
-    if (conn.readMark === -1) {
-      conn.readMark = conn.socket.bytesRead
-      return true
-    }
-    return conn.socket.bytesRead !== conn.readMark
+    // First sight in this idle period: take the mark now (read once per idle period, not per
+    // request), so it is ready when the time is up.
+    if (conn.markRead()) return false
+    return time - conn.idleSince >= conn.idleMs && !conn.requestArriving() && !conn.detached
   }
 
   /** Closes an idle connection now. */
