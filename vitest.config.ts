@@ -6,6 +6,8 @@ const src = (name: string): string => fileURLToPath(new URL(`./packages/${name}/
 export default defineConfig({
   resolve: {
     alias: {
+      // Internal subpath first: the package alias below would otherwise swallow it.
+      '@keepalive/core/check': fileURLToPath(new URL('./packages/core/src/check.ts', import.meta.url)),
       '@keepalive/core': src('core'),
       '@keepalive/express': src('express'),
       '@keepalive/koa': src('koa'),

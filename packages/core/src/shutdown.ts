@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks'
-import { checkKeys, describe, fail, isPlainObject, seconds } from './options.js'
+import { checkKeys, describe, fail, isPlainObject, seconds } from './check.js'
 import { now, type Connection, type Tracker } from './tracker.js'
 import type { AttachableServer, KeepAliveController, ShutdownReport } from './types.js'
 

@@ -1,0 +1,103 @@
+// The option-checking kit: one way to check, describe and reject a value, shared by every package's options.
+
+/** Node's timers hold at most 2^31 - 1 ms; a longer duration in seconds would fire at once. */
+export const MAX_SECONDS = Math.floor(0x7fffffff / 1000) - 1
+
+/** Error thrown for invalid options; `code` is stable, `option` names the offending path. */
+export interface OptionError extends Error {
+  code: 'ERR_KEEPALIVE_UNKNOWN_OPTION' | 'ERR_KEEPALIVE_INVALID_OPTION'
+  option: string
+}
+
+export function fail(Kind: TypeErrorConstructor | RangeErrorConstructor, option: string, message: string, code: OptionError['code'] = 'ERR_KEEPALIVE_INVALID_OPTION'): never {
+  const error = new Kind(`keepalive: ${message}`) as OptionError
+  error.code = code
+  error.option = option
+  throw error
+}
+
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`
+  if (typeof value === 'function') return 'a function'
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'object') {
+    // "must be an object, got an object" helps nobody: name what it is instead.
+    const proto: unknown = Object.getPrototypeOf(value)
+    if (proto === Object.prototype || proto === null) return 'an object'
+    const name = (value as { constructor?: { name?: unknown } }).constructor?.name
+    return typeof name === 'string' && name !== '' ? `an instance of ${name}` : 'an object with a custom prototype'
+  }
+  if (typeof value === 'bigint') return `${String(value)}n (bigint)`
+  return `${String(value)}${typeof value === 'number' ? '' : ` (${typeof value})`}`
+}
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1))
+      previous = current
+    }
+  }
+  return row[b.length]!
+}
+
+export function checkKeys(input: object, known: readonly string[], prefix: string): void {
+  for (const key of Object.keys(input)) {
+    if (known.includes(key)) continue
+    const lower = key.toLowerCase()
+    const guess = known.find((k) => k.toLowerCase() === lower) ?? known.find((k) => distance(k.toLowerCase(), lower) <= 2)
+    const hint = guess === undefined ? `; known options: ${known.join(', ')}` : `; did you mean "${prefix}${guess}"?`
+    fail(TypeError, prefix + key, `unknown option "${prefix}${key}"${hint}`, 'ERR_KEEPALIVE_UNKNOWN_OPTION')
+  }
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+export interface NumberRule {
+  min: number
+  /** Lower bound excluded. */
+  above?: boolean
+  max?: number
+  maxText?: string
+  integer?: boolean
+  infinity?: boolean
+  unit: 'seconds' | 'count' | 'fraction'
+}
+
+/** One checker per kind of value keeps every message the same shape. */
+export function number(name: string, value: unknown, rule: NumberRule): number {
+  const kind =
+    rule.unit === 'seconds'
+      ? 'a number of seconds'
+      : rule.unit === 'fraction'
+        ? `a number between ${rule.min} and ${rule.max ?? 1}`
+        : rule.integer
+          ? 'a whole number'
+          : 'a number'
+  const allowed = `${kind}${rule.infinity ? ' or Infinity' : ''}`
+  if (typeof value !== 'number' || Number.isNaN(value)) fail(TypeError, name, `"${name}" must be ${allowed}, got ${describe(value)}`)
+  if (value === Infinity) {
+    if (rule.infinity) return value
+    fail(RangeError, name, `"${name}" must be finite, got Infinity`)
+  }
+  const low = rule.above ? value <= rule.min : value < rule.min
+  const high = rule.max !== undefined && value > rule.max
+  const unit = rule.unit === 'seconds' ? ' seconds' : ''
+  const range = `${rule.above ? `greater than ${rule.min}` : `at least ${rule.min}`}${rule.max !== undefined ? ` and at most ${rule.maxText ?? rule.max}${unit}` : ''}`
+  if (low || high || value === -Infinity) fail(RangeError, name, `"${name}" must be ${range}, got ${describe(value)}`)
+  if (rule.integer && !Number.isInteger(value)) fail(RangeError, name, `"${name}" must be a whole number${rule.infinity ? ' or Infinity' : ''}, got ${value}`)
+  return value
+}
+
+export const seconds = (name: string, value: unknown, rule: Omit<NumberRule, 'unit'>): number =>
+  number(name, value, { max: MAX_SECONDS, ...rule, unit: 'seconds' })
+export const count = (name: string, value: unknown, infinity = true): number => number(name, value, { min: 1, integer: true, infinity, unit: 'count' })
