@@ -50,7 +50,7 @@ responseFinish.publish({ request: req, response: first, socket, server })
 const kConnection = symbolNamed(socket, 'keepalive.connection')
 const kSequence = symbolNamed(first, 'keepalive.sequence')
 const conn = socket[kConnection]
-const tracker = conn.tracker
+const tracker = conn.owner
 const hookedWriteHead = first.writeHead
 const max = ka.stats().max
 // Node writes the connection headers itself from the fields the decision sets: check what it wrote.
@@ -74,7 +74,7 @@ const cases = {
       return res
     },
     run(res) {
-      tracker.decide(conn, res)
+      tracker.decide(conn, res, 200, false)
     },
   },
   'decide: closing response (n = max)': {
@@ -84,7 +84,7 @@ const cases = {
       return res
     },
     run(res) {
-      tracker.decide(conn, res)
+      tracker.decide(conn, res, 200, false)
     },
   },
   'writeHead, bare': {

@@ -45,7 +45,7 @@ async function start(options: KeepAliveOptions = {}): Promise<Started> {
 
 describe('controller.shutdown()', () => {
   it('answers a request written on an idle keep-alive socket just after shutdown starts, with Connection: close', async () => {
-    const { ka, port } = await start({ grace: 3 })
+    const { ka, port } = await start({ drainQuiet: 3 })
     const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
     const first = await raw.request('/first')
     expect(connectionHeaders(first.headers)).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=5, max=999' })
@@ -65,7 +65,7 @@ describe('controller.shutdown()', () => {
   })
 
   it('waits for a request whose first bytes are in when the quiet window ends, and answers it with Connection: close', async () => {
-    const { ka, port } = await start({ grace: 0.3 })
+    const { ka, port } = await start({ drainQuiet: 0.3 })
     const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
     await raw.request('/first')
     raw.socket.write('GET /second HTTP/1.1\r\n')
@@ -80,8 +80,8 @@ describe('controller.shutdown()', () => {
     expect(await shutdown).toMatchObject({ closedIdle: 0, completed: 1, forced: 0 })
   })
 
-  it('closes an idle socket once it has been quiet for grace seconds, and one that never sent a request', async () => {
-    const { ka, port } = await start({ grace: 0.3 })
+  it('closes an idle socket once it has been quiet for drainQuiet seconds, and one that never sent a request', async () => {
+    const { ka, port } = await start({ drainQuiet: 0.3 })
     const used = resources.add(await openRaw(port), (c) => c.socket.destroy())
     await used.request('/')
     const usedAt = performance.now()

@@ -1,13 +1,16 @@
+// createKeepAlive(): the controller, a plain object of closures over the tracker, the attachments
+// and the drain (docs/architecture.md §1).
 import type { ServerResponse } from 'node:http'
-import { resolveOptions, resolveShutdownTimeout } from './options.js'
+import { resolveOptions, resolveShutdownOptions } from './options.js'
+import { kConnection } from './response.js'
+import { Attachments, ownerOf, type TunableServer } from './server.js'
 import { drain, kForce, type Drain } from './shutdown.js'
 import { Tracker } from './tracker.js'
-import { kConnection } from './response.js'
-import type { AnyRequest, AnyResponse, AttachableServer, KeepAliveController, KeepAliveOptions, KeepAliveStats, ShutdownReport } from './types.js'
+import type { AnyRequest, AnyResponse, AttachableServer, KeepAliveController, KeepAliveOptions, KeepAliveStats, ShutdownOptions, ShutdownReport } from './types.js'
 
 interface SocketWithServer {
   server?: unknown
-  [kConnection]?: unknown
+  [kConnection]?: { owner?: unknown }
 }
 
 /**
@@ -22,41 +25,49 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
   const tracker = new Tracker(resolveOptions(options))
   let running: Drain | null = null
   let report: Promise<ShutdownReport> | null = null
+  /** Servers found taken by another controller on a lazy attach: warned about once each. */
+  const warned = new WeakSet<object>()
 
   function attach(server: AttachableServer): void {
-    if (typeof server !== 'object' || server === null || typeof (server as { on?: unknown }).on !== 'function') {
-      throw new TypeError('keepalive: attach() needs an http, https or http2 server')
-    }
-    tracker.attach(server)
+    if (!isServer(server)) throw new TypeError('keepalive: attach() needs an http, https or http2 server')
+    attachments.attach(server as TunableServer)
   }
 
   function handle(req: AnyRequest, res: AnyResponse): void {
     const socket = req.socket as SocketWithServer | null
     if (socket === null || socket === undefined) return
     // Once attached, Node's request channel has already handled this request.
-    if (socket[kConnection] !== undefined) return
-    // HTTP/2: connection headers are forbidden; only make sure the server is tracked.
-    if (req.httpVersionMajor >= 2) {
-      const server = (req as { stream?: { session?: { server?: unknown } } }).stream?.session?.server ?? socket.server
-      if (isServer(server) && !tracker.owns(server) && !report) tryAttach(server)
+    const known = socket[kConnection]
+    if (known !== undefined) {
+      if (known.owner !== tracker) lazyAttach(socket.server)
       return
     }
-    const server = socket.server
+    // HTTP/2: connection headers are forbidden; only make sure the server is tracked.
+    const server = req.httpVersionMajor >= 2 ? ((req as { stream?: { session?: { server?: unknown } } }).stream?.session?.server ?? socket.server) : socket.server
     if (!isServer(server)) return
-    if (!tracker.owns(server)) {
-      if (report !== null || !tryAttach(server)) return
-    }
+    if (!attachments.owns(server) && !lazyAttach(server)) return
+    if (req.httpVersionMajor >= 2) return
     const conn = tracker.track(req.socket as never, server)
     if (conn !== null) tracker.requestStarted(conn, res as ServerResponse)
   }
 
-  function tryAttach(server: AttachableServer): boolean {
-    try {
-      tracker.attach(server)
-      return true
-    } catch {
-      return false // attached to another controller: that one governs
+  /** The first request attaches the server, unless it is shut down or governed by another controller. */
+  function lazyAttach(server: unknown): boolean {
+    if (report !== null || !isServer(server)) return false
+    if (ownerOf(server) !== undefined) {
+      // Two controllers on one server: this one's options would silently do nothing. Say so, once.
+      if (!warned.has(server)) {
+        warned.add(server)
+        const error = new Error(
+          'keepalive: this server is already governed by another keepalive controller, so this middleware\'s options do nothing; attach one controller per server (for gracefulShutdown: pass it as `keepAlive`)',
+        )
+        ;(error as Error & { code: string }).code = 'ERR_KEEPALIVE_ALREADY_ATTACHED'
+        tracker.reportError(error)
+      }
+      return false
     }
+    attachments.attach(server as TunableServer)
+    return true
   }
 
   function stats(): KeepAliveStats {
@@ -74,12 +85,12 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
     }
   }
 
-  function shutdown(input?: { timeout?: number }): Promise<ShutdownReport> {
+  function shutdown(input?: ShutdownOptions): Promise<ShutdownReport> {
     if (report !== null) return report
-    const timeoutMs = resolveShutdownTimeout(input)
-    running = drain(tracker, timeoutMs)
+    const settings = resolveShutdownOptions(input, tracker.options)
+    running = drain(tracker, [...attachments.servers.keys()], settings)
     report = running.promise.then((result) => {
-      tracker.releaseAll()
+      attachments.stop()
       return result
     })
     return report
@@ -108,6 +119,7 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
       running?.force()
     },
   }
+  const attachments = new Attachments(tracker, controller)
   return controller
 }
 

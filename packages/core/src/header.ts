@@ -1,3 +1,4 @@
+// The Keep-Alive header codec: parseKeepAlive and formatKeepAlive, pure, no I/O.
 import type { KeepAliveParams } from './types.js'
 
 // RFC 9110 §5.6.6 parameters: `name=value` or `name="value"`, separated by commas

@@ -1,3 +1,4 @@
+// The load sampler: event-loop utilisation, loop delay, connections and a user signal, smoothed into one load factor (docs/architecture.md §8).
 import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks'
 
 /** Weight of the newest sample in the moving average. */

@@ -9,6 +9,8 @@ export interface ResolvedOptions {
   readonly max: number
   readonly maxAgeMs: number
   readonly graceMs: number
+  /** The drain's and eviction's quiet period. */
+  readonly drainQuietMs: number
   readonly maxConnections: number
   readonly maxConnectionsPerIp: number
   readonly adaptive: ResolvedAdaptive | null
@@ -31,6 +33,7 @@ const TOP_LEVEL = [
   'max',
   'maxAge',
   'grace',
+  'drainQuiet',
   'maxConnections',
   'maxConnectionsPerIp',
   'adaptive',
@@ -38,9 +41,14 @@ const TOP_LEVEL = [
 ] as const
 const ADAPTIVE_KEYS = ['signal', 'from', 'shedAt', 'minTimeout', 'minMax', 'interval'] as const
 const BEHIND_KEYS = ['idleTimeout'] as const
-const SHUTDOWN_KEYS = ['timeout'] as const
+const SHUTDOWN_KEYS = ['timeout', 'drainQuiet'] as const
+/** Default quiet period of the drain and eviction, in seconds (docs/architecture.md §7). */
+export const DRAIN_QUIET_SECONDS = 0.2
+/** Node writes `max=` through a 32-bit integer: a larger count would be sent wrong. */
+const MAX_COUNT = 0x7fffffff
 
 const given = (value: unknown): boolean => value !== undefined
+const countUpTo = (name: string, value: unknown): number => number(name, value, { min: 1, max: MAX_COUNT, maxText: '2147483647 (2^31 - 1)', integer: true, infinity: true, unit: 'count' })
 
 /** Guards against `app.use(keepAlive)` (the factory passed instead of its result). */
 function looksLikeRequest(value: Record<string, unknown> | object): boolean {
@@ -79,9 +87,10 @@ export function resolveOptions(input: unknown): ResolvedOptions {
       fail(RangeError, 'timeout', `"timeout" must be greater than behind.idleTimeout (${behindIdle}) so the server outlives the proxy, got ${timeout}`)
     }
   }
-  const max = given(o.max) ? count('max', o.max) : 1000
+  const max = given(o.max) ? countUpTo('max', o.max) : 1000
   const maxAge = given(o.maxAge) ? seconds('maxAge', o.maxAge, { min: 0, above: true, infinity: true }) : Infinity
   const grace = given(o.grace) ? seconds('grace', o.grace, { min: 0 }) : 1
+  const drainQuiet = given(o.drainQuiet) ? seconds('drainQuiet', o.drainQuiet, { min: 0, max: 60 }) : DRAIN_QUIET_SECONDS
   if (timeout + grace > MAX_SECONDS) {
     // Name the option that pushed the sum over: the one the user gave, or the preset that set timeout.
     const fromBehind = !given(o.timeout) && behindIdle !== undefined
@@ -111,9 +120,14 @@ export function resolveOptions(input: unknown): ResolvedOptions {
       if (given(a.shedAt)) fail(RangeError, 'adaptive.shedAt', `"adaptive.shedAt" must be between adaptive.from (${from}) and 1, got ${shedAt}`)
       fail(RangeError, 'adaptive.from', `"adaptive.from" must be at most adaptive.shedAt (${shedAt}), got ${from}`)
     }
-    let minTimeout = given(a.minTimeout) ? seconds('adaptive.minTimeout', a.minTimeout, { min: 0 }) : Math.min(1, timeout)
+    // Behind a proxy the timeout never scales to or below the proxy's (the 502 race `behind`
+    // prevents): by default it does not scale at all, and load lowers max= or sheds instead.
+    let minTimeout = given(a.minTimeout) ? seconds('adaptive.minTimeout', a.minTimeout, { min: 0 }) : behindIdle !== undefined ? timeout : Math.min(1, timeout)
     if (minTimeout > timeout) {
       fail(RangeError, 'adaptive.minTimeout', `"adaptive.minTimeout" must be at most timeout (${timeout}), got ${minTimeout}`)
+    }
+    if (behindIdle !== undefined && minTimeout <= behindIdle) {
+      fail(RangeError, 'adaptive.minTimeout', `"adaptive.minTimeout" must be greater than behind.idleTimeout (${behindIdle}) so the server outlives the proxy under load too, got ${minTimeout}`)
     }
     // A finite floor: scaling down to "unlimited" has no meaning (and would make max NaN).
     const minMax = given(a.minMax) ? count('adaptive.minMax', a.minMax, false) : Math.min(10, max)
@@ -135,17 +149,21 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     max,
     maxAgeMs: maxAge * 1000,
     graceMs: grace * 1000,
+    drainQuietMs: drainQuiet * 1000,
     maxConnections,
     maxConnectionsPerIp,
     adaptive,
   })
 }
 
-/** Validates `shutdown()` options; returns the deadline in milliseconds. */
-export function resolveShutdownTimeout(input: unknown, name = 'shutdown'): number {
-  if (input === undefined) return 10_000
+/** Validates `shutdown()` options; returns the deadline and quiet period in milliseconds. */
+export function resolveShutdownOptions(input: unknown, options: Pick<ResolvedOptions, 'drainQuietMs'>, name = 'shutdown'): { timeoutMs: number; quietMs: number } {
+  if (input === undefined) return { timeoutMs: 10_000, quietMs: options.drainQuietMs }
   if (!isPlainObject(input)) fail(TypeError, name, `${name} options must be an object, got ${describe(input)}`)
   checkKeys(input, SHUTDOWN_KEYS, `${name}.`)
-  return given(input.timeout) ? seconds(`${name}.timeout`, input.timeout, { min: 0 }) * 1000 : 10_000
+  return {
+    timeoutMs: given(input.timeout) ? seconds(`${name}.timeout`, input.timeout, { min: 0 }) * 1000 : 10_000,
+    quietMs: given(input.drainQuiet) ? seconds(`${name}.drainQuiet`, input.drainQuiet, { min: 0, max: 60 }) * 1000 : options.drainQuietMs,
+  }
 }
 

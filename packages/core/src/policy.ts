@@ -1,3 +1,4 @@
+// The per-response close reasons and the load scaling: pure functions of state and load (docs/architecture.md §4, §8).
 import type { ResolvedAdaptive, ResolvedOptions } from './options.js'
 import type { CloseReason } from './types.js'
 
@@ -15,7 +16,7 @@ export interface PolicyState {
 }
 
 /**
- * The per-response decision (DESIGN.md rule 4): why the `n`-th response (1-based) on a connection
+ * The per-response decision (docs/architecture.md §4, step 4): why the `n`-th response (1-based) on a connection
  * `ageMs` old must close it, or `null` to keep it alive. Returns interned strings: allocates nothing.
  */
 export function closeReason(n: number, ageMs: number, state: Readonly<PolicyState>, options: Readonly<ResolvedOptions>): CloseReason | null {

@@ -1,4 +1,7 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+// Node's HTTP internals, in one file: the writeHead hook, the decision applied to Node's response
+// fields, the Keep-Alive header cache, and what a socket's parser says (docs/architecture.md §5).
+import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
 
 type HeaderInput = OutgoingHttpHeaders | readonly unknown[]
 type WriteHead = (this: ServerResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput) => ServerResponse
@@ -10,38 +13,151 @@ export interface HeadersListener {
    * application handles `Connection` or `Keep-Alive` itself: every header is then in the
    * response's header store and the decision must read and write them there.
    */
-  beforeHeaders(res: ServerResponse, statusCode: number, inStore: boolean): void
+  beforeHeaders(res: object, statusCode: number, inStore: boolean): void
 }
 
 /**
  * The fields of `OutgoingMessage` that `_storeHeader` (lib/_http_outgoing.js) reads to write the
- * connection headers itself, the same on Node 20, 22 and 24: with no `Connection` header set it
- * writes `Connection: keep-alive` and `Keep-Alive: timeout=<floor(_keepAliveTimeout / 1000)>`
- * (`, max=<_maxRequestsPerSocket>` when above 0) if `shouldKeepAlive` holds and the body's end is
- * known, else `Connection: close`, and sets `_last` when it will end the socket after the response.
+ * connection headers itself: with no `Connection` header set it writes `Connection: keep-alive`
+ * and `Keep-Alive: timeout=<floor(_keepAliveTimeout / 1000)>` (`, max=<_maxRequestsPerSocket>` when
+ * above 0) if `shouldKeepAlive` holds and the body's end is known, else `Connection: close`; it
+ * sets `_last` when it will end the socket after the response.
  */
-export interface NodeResponseFields {
+interface NodeResponseFields {
   shouldKeepAlive: boolean
   _keepAliveTimeout: number
   _maxRequestsPerSocket: number
   _removedConnection: boolean
   _last: boolean
+  useChunkedEncodingByDefault: boolean
+  req: IncomingMessage
 }
 
 /** Where a tracked socket keeps its per-connection state. */
 export const kConnection = Symbol('keepalive.connection')
+/** The application's own `writeHead` wrapper found on a response when it was hooked. */
+const kNext = Symbol('keepalive.nextWriteHead')
 
-interface TrackedSocket {
+interface ListenedSocket {
   [kConnection]?: HeadersListener
+  // Node sets `parser` on sockets it parses HTTP/1 on and clears it when the socket is upgraded.
+  parser?: { incoming?: { upgrade?: unknown } | null } | null
+  _httpMessage?: { finished?: boolean } | null
 }
 
-const CLOSE_TOKEN = /(?:^|[\s,])close(?:[\s,]|$)/i
+interface HookedResponse extends ServerResponse {
+  [kNext]?: WriteHead
+}
 
-/** True if a `Connection` header value asks to close. */
+/**
+ * Whether this Node writes the connection headers from the fields above, as 20 to 26 do: checked
+ * once at load on a response of a socketless request. If a future release changes them, every
+ * decision goes through `setHeader` instead: slower, still correct. `KEEPALIVE_NODE_FIELDS=0`
+ * forces that path (the tests run the conformance suite through it).
+ */
+export const nodeFields: boolean = process.env.KEEPALIVE_NODE_FIELDS !== '0' && checkNodeFields()
+
+function checkNodeFields(): boolean {
+  try {
+    const req = new IncomingMessage(null as unknown as Socket)
+    req.method = 'GET'
+    const keep = new ServerResponse(req) as ServerResponse & NodeResponseFields
+    if (typeof keep.shouldKeepAlive !== 'boolean' || typeof keep._last !== 'boolean' || typeof keep._removedConnection !== 'boolean') return false
+    keep.shouldKeepAlive = true
+    keep._keepAliveTimeout = 7000
+    keep._maxRequestsPerSocket = 3
+    keep.setHeader('Content-Length', '0')
+    keep.writeHead(200)
+    const close = new ServerResponse(req) as ServerResponse & NodeResponseFields
+    close.shouldKeepAlive = false
+    close.setHeader('Content-Length', '0')
+    close.writeHead(200)
+    const head = (res: ServerResponse): string => String((res as unknown as { _header: unknown })._header).toLowerCase()
+    return (
+      head(keep).includes('\r\nconnection: keep-alive\r\nkeep-alive: timeout=7, max=3\r\n') &&
+      !keep._last &&
+      head(close).includes('\r\nconnection: close\r\n') &&
+      close._last
+    )
+  } catch {
+    return false // anything unexpected: use the header store, which any Node supports
+  }
+}
+
+// ---- reading what Node did and does ------------------------------------------------------
+
+// Node's own test for a closing Connection value (lib/_http_outgoing.js RE_CONN_CLOSE).
+const CLOSE_TOKEN = /(?:^|\W)close(?:$|\W)/i
+
+/** True if a `Connection` header value asks to close, as Node reads it. */
 export function saysClose(value: unknown): boolean {
   if (value === undefined) return false
   return CLOSE_TOKEN.test(Array.isArray(value) ? value.join(',') : String(value))
 }
+
+/** True if Node ends the socket after this (finished) response. */
+export function lastResponse(res: object): boolean {
+  if (nodeFields) return (res as NodeResponseFields)._last
+  return saysClose((res as ServerResponse).getHeader('connection')) || !(res as NodeResponseFields).shouldKeepAlive
+}
+
+/** The idle timeout Node itself advertised on a response (its server's keepAliveTimeout when the response began). */
+export function advertisedTimeoutMs(res: object): number {
+  const ms = (res as NodeResponseFields)._keepAliveTimeout
+  return typeof ms === 'number' && ms > 0 ? ms : 5000
+}
+
+/**
+ * True if Node no longer speaks HTTP/1 on this socket (upgraded, CONNECT): Node frees the
+ * socket's parser then. Sockets whose parser Node never exposed are taken as still HTTP/1.
+ */
+export function isDetached(socket: object): boolean {
+  if (!parserKnown) return false
+  const parser = (socket as ListenedSocket).parser
+  // Node 26 keeps the parser while an upgrade request's body is still arriving (an UpgradeStream):
+  // the request it handed over as an upgrade marks the socket as no longer ours.
+  return parser == null || parser.incoming?.upgrade === true
+}
+
+let parserKnown = true
+/** Called with the first HTTP/1 socket seen: if this Node keeps no `parser` on it, upgrades go unseen. */
+export function checkParser(socket: object): void {
+  if (!('parser' in socket) || (socket as ListenedSocket).parser == null) parserKnown = false
+}
+
+/** True if Node has a response on this socket that has not finished (lib/_http_server.js closeIdleConnections). */
+export function responsePending(socket: object): boolean {
+  const message = (socket as ListenedSocket)._httpMessage
+  return message != null && message.finished !== true
+}
+
+interface ConnectionsList {
+  active(): readonly { socket?: unknown }[]
+}
+
+const connectionsSymbols = new WeakMap<object, symbol | null>()
+
+/**
+ * The sockets on which a request message has begun and not yet been received whole, from Node's
+ * own connection list (what its headersTimeout and requestTimeout guard), or null where this
+ * Node keeps none. Empty lines before a request line do not begin one (RFC 9112 §2.2).
+ */
+export function requestsBegun(server: object): Set<unknown> | null {
+  let symbol = connectionsSymbols.get(server)
+  if (symbol === undefined) {
+    symbol = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connections') ?? null
+    // Node creates the list when the server starts listening: look again next time until then.
+    if (symbol !== null) connectionsSymbols.set(server, symbol)
+  }
+  if (symbol === null) return null
+  const list = (server as Record<symbol, ConnectionsList | undefined>)[symbol]
+  if (list === undefined || typeof list.active !== 'function') return null
+  const sockets = new Set<unknown>()
+  for (const parser of list.active()) sockets.add(parser.socket)
+  return sockets
+}
+
+// ---- the writeHead hook --------------------------------------------------------------------
 
 /**
  * Moves headers passed to `writeHead()` into the response's header store, as Node itself does
@@ -92,57 +208,118 @@ function isConnectionHeader(name: string): boolean {
 }
 
 // Shared by every response: installing it is one property write, no closure per request.
-function keepAliveWriteHead(this: ServerResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
-  const original = (Object.getPrototypeOf(this) as { writeHead: WriteHead }).writeHead
-  const listener = (this.req.socket as TrackedSocket | null)?.[kConnection]
-  if (listener === undefined || this.headersSent) return original.call(this, statusCode, reason as string, headers)
+function keepAliveWriteHead(this: HookedResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
+  const next = this[kNext] ?? (Object.getPrototypeOf(this) as { writeHead: WriteHead }).writeHead
+  const listener = (this.req.socket as ListenedSocket | null)?.[kConnection]
+  if (listener === undefined || this.headersSent) return next.call(this, statusCode, reason as string, headers)
+  // Node's own reading of the arguments (lib/_http_server.js writeHead): a string is the reason
+  // phrase; otherwise the headers are the third argument, or the second.
   const message = typeof reason === 'string' ? reason : undefined
-  const given = message === undefined ? (reason as HeaderInput | undefined) : headers
+  const given = message === undefined ? (headers ?? (reason as HeaderInput | undefined)) : headers
+  const fields = this as unknown as NodeResponseFields
   // The common case: the application leaves the connection headers to us, Node writes them from
   // the fields the decision sets, and the headers given here pass through untouched.
-  if (given == null || !namesConnectionHeaders(given)) {
-    const inStore = this.hasHeader('connection') || this.hasHeader('keep-alive') || (this as unknown as NodeResponseFields)._removedConnection
-    listener.beforeHeaders(this, statusCode, inStore)
-    return original.call(this, statusCode, reason as string, headers)
+  const named = given != null && namesConnectionHeaders(given)
+  if (nodeFields && !named && !this.hasHeader('connection') && !this.hasHeader('keep-alive') && !fields._removedConnection) {
+    listener.beforeHeaders(this, statusCode, false)
+    return next.call(this, statusCode, reason as string, headers)
   }
-  if (!absorbHeaders(this, given)) return original.call(this, statusCode, reason as string, headers)
+  if (given != null && !absorbHeaders(this, given)) return next.call(this, statusCode, reason as string, headers)
   listener.beforeHeaders(this, statusCode, true)
-  return message === undefined ? original.call(this, statusCode) : original.call(this, statusCode, message)
+  return message === undefined ? next.call(this, statusCode) : next.call(this, statusCode, message)
 }
 
 /**
  * Makes the connection's listener run just before this response's headers are written, whether
  * the application calls `writeHead()` or Node writes them implicitly on the first `write()`/`end()`.
+ * A `writeHead` wrapper already on the response (on-headers: compression, sessions) stays in the chain.
  */
 export function hookHeaders(res: ServerResponse): void {
+  const own = Object.hasOwn(res, 'writeHead') ? (res as HookedResponse).writeHead : undefined
+  if (own === (keepAliveWriteHead as unknown)) return
+  if (own !== undefined) (res as HookedResponse)[kNext] = own as WriteHead
   res.writeHead = keepAliveWriteHead as ServerResponse['writeHead']
+  // Node 20 to 24 keep the deprecated alias writeHeader (DEP0063), which would bypass the hook.
+  if (hasWriteHeader) (res as unknown as { writeHeader: unknown }).writeHeader = keepAliveWriteHead
 }
+
+const hasWriteHeader = typeof (ServerResponse.prototype as unknown as { writeHeader?: unknown }).writeHeader === 'function'
+
+// ---- the decision applied ------------------------------------------------------------------
 
 /** True if this response's message has a body (RFC 9112 §6.3: not HEAD, 1xx, 204 or 304). */
 function hasBody(req: IncomingMessage, statusCode: number): boolean {
   return req.method !== 'HEAD' && statusCode !== 204 && statusCode !== 304 && !(statusCode >= 100 && statusCode < 200)
 }
 
+/** True if the client asked to keep the connection (Node's parser: HTTP/1.1 without `close`, or 1.0 with `keep-alive`). */
+export function clientKeepsAlive(res: object): boolean {
+  return (res as NodeResponseFields).shouldKeepAlive
+}
+
 /**
  * Predicts whether Node will keep the connection open after this response, given the headers set
- * so far (mirrors `_storeHeader` in lib/_http_outgoing.js): the client asked to keep it, and the
- * body's end is known without closing the connection.
+ * so far (mirrors `_storeHeader` in lib/_http_outgoing.js): the client asked to keep it, no
+ * `Connection` value closes it, and the body's end is known without closing the connection.
  */
 export function nodeKeepsAlive(res: ServerResponse, statusCode: number): boolean {
+  const fields = res as unknown as NodeResponseFields
+  if (!fields.shouldKeepAlive) return false
   const connection = res.getHeader('connection')
+  if (saysClose(connection)) return false
   const hasLength = res.hasHeader('content-length')
-  const chunkedByDefault = res.useChunkedEncodingByDefault
-  if (connection !== undefined) {
-    if (saysClose(connection)) return false
-  } else if (!res.shouldKeepAlive || !(hasLength || chunkedByDefault)) {
-    return false
-  }
+  const chunkedByDefault = fields.useChunkedEncodingByDefault
   const noLength = !hasLength && !chunkedByDefault
   // Transfer-Encoding only matters when the length is unknown or on a 204/304: skip the lookup otherwise.
   if (!noLength && statusCode !== 204 && statusCode !== 304) return true
   const te = res.getHeader('transfer-encoding')
-  if (noLength && te === undefined && hasBody(res.req, statusCode)) return false
+  if (noLength && te === undefined && hasBody(fields.req, statusCode)) return false
   // Node closes 204/304 responses that were given `Transfer-Encoding: chunked`.
   if (te !== undefined && (statusCode === 204 || statusCode === 304) && /chunked/i.test(String(te))) return false
   return true
+}
+
+/** Writes "close after this response" (fields path). */
+export function closeByFields(res: object): void {
+  ;(res as NodeResponseFields).shouldKeepAlive = false
+}
+
+/** Writes "keep alive for `timeoutMs`, `remaining` more requests" (fields path; 0 = no `max=`). */
+export function keepByFields(res: object, timeoutMs: number, remaining: number): void {
+  const fields = res as NodeResponseFields
+  fields._keepAliveTimeout = timeoutMs
+  fields._maxRequestsPerSocket = remaining
+}
+
+/** Writes `Connection: close` in the header store, without any `Keep-Alive` beside it. */
+export function closeInStore(res: ServerResponse): void {
+  res.setHeader('Connection', 'close')
+  if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
+}
+
+/** `Keep-Alive` values, built once per (timeout, remaining) value. */
+export class HeaderCache {
+  private cache: (string | undefined)[] = []
+  private prefix = ''
+  private timeoutOnly = ''
+
+  constructor(timeoutMs: number) {
+    this.reset(timeoutMs)
+  }
+
+  /** The timeout changed: header values are built anew. */
+  reset(timeoutMs: number): void {
+    const seconds = Math.floor(timeoutMs / 1000)
+    this.timeoutOnly = `timeout=${seconds}`
+    this.prefix = `timeout=${seconds}, max=`
+    this.cache = []
+  }
+
+  /** The value for `remaining` more requests (Infinity: no `max=`). */
+  value(remaining: number): string {
+    if (remaining === Infinity) return this.timeoutOnly
+    const cached = this.cache[remaining]
+    if (cached !== undefined) return cached
+    return (this.cache[remaining] = this.prefix + remaining)
+  }
 }

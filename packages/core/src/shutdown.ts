@@ -1,37 +1,23 @@
+// The drain: stop accepting, close every response, close idle sockets once quiet, GOAWAY to HTTP/2
+// sessions, destroy what is left at the deadline, and report (docs/architecture.md §7).
 import { performance } from 'node:perf_hooks'
-import { checkKeys, describe, fail, isPlainObject, seconds } from './check.js'
-import { now, type Connection, type Tracker } from './tracker.js'
-import type { AttachableServer, KeepAliveController, ShutdownReport } from './types.js'
-
-const noop = (): void => {}
+import { now, type Connection } from './connection.js'
+import { stopAccepting } from './server.js'
+import { closable, createBegun, requestArriving } from './sweep.js'
+import type { Tracker } from './tracker.js'
+import type { AttachableServer, ShutdownReport } from './types.js'
 
 /** How often the drain looks again at a quiet socket on which a request has begun to arrive. */
 const ARRIVING_RECHECK_MS = 100
+/** Sockets closed in one pass before yielding, so responses in flight are not held up by 10,000 closes. */
+const CLOSE_BATCH = 256
 
-interface ClosableServer extends AttachableServer {
-  closeIdleConnections?: () => void
-}
+/** The way to end a running drain at once; kept with the drain so gracefulShutdown needs no controller internals. */
+export const kForce = Symbol.for('keepalive.force')
 
-/**
- * Stops accepting connections without touching open ones. Node 19+ `http.Server#close()` also
- * destroys every idle socket at once (httpServerPreClose in lib/_http_server.js), including sockets
- * whose next request is already on the wire: that is the request loss we exist to prevent, so the
- * drain closes idle sockets itself, once they have been quiet.
- */
-export function stopAccepting(server: ClosableServer): void {
-  if (!server.listening) return
-  if (typeof server.closeIdleConnections !== 'function') {
-    server.close()
-    return
-  }
-  const own = Object.getOwnPropertyDescriptor(server, 'closeIdleConnections')
-  server.closeIdleConnections = noop
-  try {
-    server.close()
-  } finally {
-    if (own === undefined) delete server.closeIdleConnections
-    else Object.defineProperty(server, 'closeIdleConnections', own)
-  }
+/** A controller whose drain can be ended at once (a second signal). */
+export interface Forceable {
+  [kForce]?: () => void
 }
 
 /** A running drain: its promise, and the way to end it early. */
@@ -41,20 +27,26 @@ export interface Drain {
   force(): void
 }
 
+/** Settings of one drain, in milliseconds. */
+export interface DrainSettings {
+  readonly timeoutMs: number
+  readonly quietMs: number
+}
+
 /**
  * Drains every connection of a tracker: stop accepting; every response from now on carries
- * `Connection: close`; idle sockets close once they have been quiet for `grace` seconds (a request
- * already sent reaches us first and is answered); HTTP/2 sessions get GOAWAY; at the deadline
- * whatever is left is destroyed.
+ * `Connection: close`; an idle socket closes once it has been quiet for the quiet period with no
+ * request arriving (a request already sent reaches us first and is answered); HTTP/2 sessions get
+ * GOAWAY; at the deadline whatever is left is destroyed.
  */
-export function drain(tracker: Tracker, timeoutMs: number): Drain {
+export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, settings: DrainSettings): Drain {
   const started = performance.now()
   const report: ShutdownReport = { closedIdle: 0, completed: 0, forced: 0, elapsed: 0 }
-  const quietMs = tracker.options.graceMs
+  const { quietMs } = settings
   /** Idle connections waiting to have been quiet for `quietMs`. */
   const waiting = new Set<Connection>()
-  let sweepTimer: NodeJS.Timeout | null = null
-  let sweepQueued: NodeJS.Immediate | null = null
+  let timer: NodeJS.Timeout | null = null
+  let queued: NodeJS.Immediate | null = null
   let deadline: NodeJS.Timeout | null = null
   let resolve!: (report: ShutdownReport) => void
   const promise = new Promise<ShutdownReport>((r) => (resolve = r))
@@ -64,10 +56,10 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
     if (done) return
     done = true
     if (deadline !== null) clearTimeout(deadline)
-    if (sweepTimer !== null) clearTimeout(sweepTimer)
-    if (sweepQueued !== null) clearImmediate(sweepQueued)
+    if (timer !== null) clearTimeout(timer)
+    if (queued !== null) clearImmediate(queued)
     waiting.clear()
-    tracker.drainHooks = null
+    tracker.drainHooks = { idle() {}, released() {}, finished() {}, closedIdle() {} }
     report.elapsed = (performance.now() - started) / 1000
     tracker.emit('shutdown', { ...report })
     resolve(report)
@@ -75,59 +67,64 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
 
   // Closing runs from setImmediate, after the poll phase: a request that reached the socket while
   // the timer was due (or while the event loop was stalled) is read first, and answered.
-  function queueSweep(): void {
-    if (sweepQueued !== null || done) return
-    sweepQueued = setImmediate(sweep)
+  function queuePass(): void {
+    if (queued !== null || done) return
+    queued = setImmediate(pass)
   }
 
-  function sweep(): void {
-    sweepQueued = null
-    if (sweepTimer !== null) clearTimeout(sweepTimer)
-    sweepTimer = null
+  function pass(): void {
+    queued = null
+    if (timer !== null) clearTimeout(timer)
+    timer = null
     const time = now()
+    const begun = createBegun()
     let next = Infinity
+    let closed = 0
     for (const conn of waiting) {
-      if (conn.active || conn.closing || conn.detached || !tracker.conns.has(conn)) {
+      if (!conn.waiting || !tracker.conns.has(conn)) {
         waiting.delete(conn)
-        continue
-      }
-      const quietFor = time - conn.idleSince
-      if (quietFor >= quietMs && conn.requestArriving()) {
-        // A request's first bytes are in: it is answered (with Connection: close) once it is whole.
-        next = Math.min(next, ARRIVING_RECHECK_MS)
-      } else if (quietFor >= quietMs) {
+      } else if (closed >= CLOSE_BATCH) {
+        next = 0 // the rest after a turn of the event loop
+        break
+      } else if (closable(conn, time, quietMs, begun)) {
         waiting.delete(conn)
-        tracker.closeIdle(conn, 'drain')
+        report.closedIdle++
+        closed++
+        conn.close('drain')
+      } else if (conn.state === 'detached') {
+        waiting.delete(conn) // an upgraded socket: left to the application and the deadline
       } else {
-        next = Math.min(next, quietMs - quietFor)
+        const quietFor = time - conn.idleSince
+        next = Math.min(next, quietFor >= quietMs && requestArriving(conn, begun) ? ARRIVING_RECHECK_MS : quietMs - quietFor)
       }
     }
-    if (next !== Infinity && !done) {
+    if (next === 0) queuePass()
+    else if (next !== Infinity && !done) {
       // One timer for the whole drain, set for the connection that turns quiet first.
-      sweepTimer = setTimeout(queueSweep, Math.ceil(next))
-      sweepTimer.unref()
+      timer = setTimeout(queuePass, Math.ceil(next))
+      timer.unref()
     }
   }
 
   function closeWhenQuiet(conn: Connection): void {
-    if (conn.active || conn.closing || conn.detached) return
+    if (!conn.waiting) return
     conn.markRead()
     waiting.add(conn)
-    queueSweep()
+    queuePass()
   }
 
   function force(): void {
     if (done) return
     for (const conn of [...tracker.conns]) {
-      if (conn.active || conn.detached) {
-        conn.reason = 'forced'
+      if (conn.inFlight > 0 || conn.state === 'detached') {
         report.forced++
-      } else if (!conn.closing) {
-        conn.reason = 'drain'
+        conn.destroy('forced')
+      } else if (conn.state !== 'closing') {
         report.closedIdle++
+        conn.destroy('drain')
+      } else {
+        conn.destroy(conn.reason ?? 'drain')
       }
-      conn.session?.destroy()
-      conn.socket.destroy()
     }
     if (tracker.conns.size === 0) finish()
   }
@@ -146,16 +143,16 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
     },
   }
   tracker.watchCloses()
-  for (const server of tracker.servers.keys()) stopAccepting(server)
+  for (const server of servers) stopAccepting(server)
   for (const conn of [...tracker.conns]) {
     if (conn.session !== null) {
-      if (!conn.active) {
-        tracker.closeIdle(conn, 'drain')
-        continue
+      if (conn.inFlight === 0) {
+        report.closedIdle++
+        conn.close('drain')
+      } else {
+        conn.predictClose('drain')
+        conn.session.close() // GOAWAY: open streams finish, no new ones start
       }
-      conn.reason = 'drain'
-      conn.closing = true
-      conn.session.close() // GOAWAY: open streams finish, no new ones start
     } else {
       closeWhenQuiet(conn)
     }
@@ -163,161 +160,8 @@ export function drain(tracker: Tracker, timeoutMs: number): Drain {
   if (tracker.conns.size === 0) {
     finish()
   } else {
-    deadline = setTimeout(force, timeoutMs)
+    deadline = setTimeout(force, settings.timeoutMs)
     deadline.unref()
   }
   return { promise, force }
-}
-
-/** Options of {@link gracefulShutdown}; durations in seconds. */
-export interface GracefulShutdownOptions {
-  /** The controller to drain (an adapter's middleware or `fastify.keepAlive` works too); created if omitted. */
-  keepAlive?: Pick<KeepAliveController, 'attach' | 'drain' | 'shutdown'>
-  /** Signals that start the shutdown. @default ['SIGTERM', 'SIGINT'] */
-  signals?: readonly NodeJS.Signals[]
-  /** Seconds to keep serving as usual, reporting not-ready, before the drain starts (lets a load balancer stop routing here). @default 0 */
-  readinessDelay?: number
-  /** Seconds the drain may take before what is left is destroyed. @default 10 */
-  timeout?: number
-  /** Runs after the readiness delay, before the drain. */
-  beforeShutdown?: () => unknown
-  /** Runs with the report once the drain is over, before the process exits. */
-  onShutdown?: (report: ShutdownReport) => unknown
-  /** Exit the process when done: 0 after a clean drain, 1 if anything was forced. @default true */
-  exit?: boolean
-  /** Where the one-line report goes. @default console.log */
-  logger?: (line: string) => void
-}
-
-/** What {@link gracefulShutdown} returns. */
-export interface GracefulShutdown {
-  /** False from the first signal on: answer your readiness probe with 503. */
-  readonly ready: boolean
-  /** A ready-made readiness handler: 200 `ok` while ready, 503 `shutting down` after. */
-  readiness(req: unknown, res: { statusCode: number; setHeader(name: string, value: string): unknown; end(body?: string): unknown }): void
-  /** Starts the shutdown as a signal would; resolves with the report. */
-  shutdown(): Promise<ShutdownReport>
-  /** Removes the signal handlers. */
-  dispose(): void
-}
-
-const GRACEFUL_KEYS = ['keepAlive', 'signals', 'readinessDelay', 'timeout', 'beforeShutdown', 'onShutdown', 'exit', 'logger'] as const
-
-/** Formats the one-line shutdown report. */
-export function formatReport(report: Readonly<ShutdownReport>): string {
-  return `keepalive: drained in ${report.elapsed.toFixed(2)}s: ${report.closedIdle} idle closed, ${report.completed} requests completed, ${report.forced} forced`
-}
-
-export const kForce = Symbol.for('keepalive.force')
-
-/** A controller, as passed to gracefulShutdown, may carry the way to end its drain at once. */
-interface Forceable {
-  [kForce]?: () => void
-}
-
-export function resolveGracefulOptions(input: unknown): Required<Omit<GracefulShutdownOptions, 'keepAlive' | 'beforeShutdown' | 'onShutdown'>> &
-  Pick<GracefulShutdownOptions, 'keepAlive' | 'beforeShutdown' | 'onShutdown'> {
-  if (input === undefined) input = {}
-  if (!isPlainObject(input)) fail(TypeError, 'options', `gracefulShutdown options must be an object, got ${describe(input)}`)
-  checkKeys(input, GRACEFUL_KEYS, '')
-  const o = input
-  const signals = o.signals ?? ['SIGTERM', 'SIGINT']
-  if (!Array.isArray(signals) || !signals.every((s) => typeof s === 'string' && s.startsWith('SIG'))) {
-    fail(TypeError, 'signals', `"signals" must be an array of signal names such as "SIGTERM", got ${describe(signals)}`)
-  }
-  for (const name of ['beforeShutdown', 'onShutdown', 'logger'] as const) {
-    if (o[name] !== undefined && typeof o[name] !== 'function') fail(TypeError, name, `"${name}" must be a function, got ${describe(o[name])}`)
-  }
-  if (o.exit !== undefined && typeof o.exit !== 'boolean') fail(TypeError, 'exit', `"exit" must be a boolean, got ${describe(o.exit)}`)
-  const keepAlive = o.keepAlive as GracefulShutdownOptions['keepAlive']
-  if (keepAlive !== undefined && (keepAlive === null || typeof (keepAlive as { shutdown?: unknown }).shutdown !== 'function')) {
-    fail(TypeError, 'keepAlive', `"keepAlive" must be a keepalive controller (createKeepAlive(), an adapter's middleware or fastify.keepAlive), got ${describe(keepAlive)}`)
-  }
-  return {
-    keepAlive,
-    signals: signals as NodeJS.Signals[],
-    readinessDelay: o.readinessDelay === undefined ? 0 : seconds('readinessDelay', o.readinessDelay, { min: 0 }),
-    timeout: o.timeout === undefined ? 10 : seconds('timeout', o.timeout, { min: 0 }),
-    beforeShutdown: o.beforeShutdown as GracefulShutdownOptions['beforeShutdown'],
-    onShutdown: o.onShutdown as GracefulShutdownOptions['onShutdown'],
-    exit: (o.exit as boolean | undefined) ?? true,
-    logger: (o.logger as ((line: string) => void) | undefined) ?? ((line: string) => console.log(line)),
-  }
-}
-
-/** Builds gracefulShutdown once the controller factory is known (avoids a module cycle). */
-export function createGracefulShutdown(
-  server: AttachableServer,
-  input: unknown,
-  create: () => Pick<KeepAliveController, 'attach' | 'drain' | 'shutdown'>,
-): GracefulShutdown {
-  const options = resolveGracefulOptions(input)
-  const controller = options.keepAlive ?? create()
-  controller.attach(server)
-  let ready = true
-  let running: Promise<ShutdownReport> | null = null
-
-  let endDelay: (() => void) | null = null
-  const delay = (seconds: number): Promise<void> =>
-    new Promise((resolve) => {
-      if (seconds <= 0) return resolve()
-      const timer = setTimeout(resolve, seconds * 1000)
-      endDelay = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-
-  async function run(cause: string): Promise<ShutdownReport> {
-    ready = false
-    // Connections stay keep-alive during the delay: a proxy that still routes here keeps reusing its
-    // pooled connections instead of opening new ones, which the listener's close would reset in the
-    // kernel's accept queue (measured behind nginx: POSTs answered 502). The drain starts after it.
-    const wait = options.readinessDelay > 0 ? `; draining in ${options.readinessDelay}s` : '; draining now'
-    options.logger(`keepalive: ${cause}: reporting not ready${wait}`)
-    await delay(options.readinessDelay)
-    await options.beforeShutdown?.()
-    const report = await controller.shutdown({ timeout: options.timeout })
-    await options.onShutdown?.(report)
-    options.logger(formatReport(report))
-    if (options.exit) process.exit(report.forced > 0 ? 1 : 0)
-    return report
-  }
-
-  function shutdown(cause = 'shutdown requested'): Promise<ShutdownReport> {
-    running ??= run(cause)
-    return running
-  }
-
-  function onSignal(signal: NodeJS.Signals): void {
-    if (running === null) {
-      shutdown(`${signal} received`).catch((error: unknown) => {
-        options.logger(`keepalive: shutdown failed: ${error instanceof Error ? error.message : String(error)}`)
-        if (options.exit) process.exit(1)
-      })
-      return
-    }
-    // A second signal: stop waiting.
-    options.logger('keepalive: second signal, closing every connection now')
-    endDelay?.() // a readiness delay still running ends now
-    ;(controller as Forceable)[kForce]?.()
-    if (options.exit) process.exit(1)
-  }
-
-  for (const signal of options.signals) process.on(signal, onSignal)
-
-  return {
-    get ready() {
-      return ready
-    },
-    readiness(_req, res) {
-      res.statusCode = ready ? 200 : 503
-      res.setHeader('Content-Type', 'text/plain; charset=utf-8')
-      res.end(ready ? 'ok' : 'shutting down')
-    },
-    shutdown,
-    dispose() {
-      for (const signal of options.signals) process.off(signal, onSignal)
-    },
-  }
 }

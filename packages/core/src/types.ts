@@ -1,3 +1,4 @@
+// The exported option, stats, report and event types.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { EventEmitter } from 'node:events'
@@ -28,19 +29,28 @@ export interface BehindOptions {
 export interface KeepAliveOptions {
   /** Advertised idle timeout in seconds; `0` turns keep-alive off. @default 5 */
   timeout?: number
-  /** Requests one connection may serve in total; `Infinity` sends no `max=`. @default 1000 */
+  /** Requests one connection may serve in total, at most 2^31 - 1; `Infinity` sends no `max=`. @default 1000 */
   max?: number
   /** Connection age in seconds after which the next response closes it. @default Infinity */
   maxAge?: number
   /** Seconds an idle socket is really kept beyond the advertised timeout. @default 1 */
   grace?: number
+  /**
+   * Seconds an idle connection must have been quiet (no request arriving) before the drain or
+   * eviction closes it: time for a back-to-back client's next request to arrive and be answered
+   * with `Connection: close`. At most 60. @default 0.2
+   */
+  drainQuiet?: number
   /** Open-connection cap; over it the longest-idle connections are closed first. @default Infinity */
   maxConnections?: number
   /** Open connections per remote address; a new one over the cap is closed at once. @default Infinity */
   maxConnectionsPerIp?: number
   /** Shrink timeout and max with load, and shed keep-alive under overload. @default false */
   adaptive?: boolean | AdaptiveOptions
-  /** The proxy in front: sets `timeout` to its idle timeout + 5 s so the server outlives it. */
+  /**
+   * The proxy in front: sets `timeout` to its idle timeout + 5 s so the server outlives it; with
+   * `adaptive`, the timeout then never scales to or below the proxy's (load lowers `max=` or sheds).
+   */
   behind?: BehindOptions
 }
 
@@ -102,6 +112,8 @@ export interface ShutdownReport {
 export interface ShutdownOptions {
   /** Seconds before whatever is still open is destroyed. @default 10 */
   timeout?: number
+  /** This drain's quiet period in seconds. @default the controller's `drainQuiet` (0.2) */
+  drainQuiet?: number
 }
 
 /** What the `close` event carries. */

@@ -117,9 +117,13 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
     // Node's timers hold at most 2^31 - 1 ms: a longer idle timeout would fire at once.
     { input: { timeout: 2147483 }, error: RangeError, option: 'timeout', message: s('timeout', 'at least 0 and at most 2147482 seconds', '2147483') },
     // max
-    { input: { max: 0 }, error: RangeError, option: 'max', message: s('max', 'at least 1', '0') },
-    { input: { max: -1 }, error: RangeError, option: 'max', message: s('max', 'at least 1', '-1') },
-    { input: { max: -Infinity }, error: RangeError, option: 'max', message: s('max', 'at least 1', '-Infinity') },
+    { input: { max: 0 }, error: RangeError, option: 'max', message: s('max', 'at least 1 and at most 2147483647 (2^31 - 1)', '0') },
+    { input: { max: -1 }, error: RangeError, option: 'max', message: s('max', 'at least 1 and at most 2147483647 (2^31 - 1)', '-1') },
+    { input: { max: -Infinity }, error: RangeError, option: 'max', message: s('max', 'at least 1 and at most 2147483647 (2^31 - 1)', '-Infinity') },
+    // Node writes max= through a 32-bit integer (~~n): 2^31 would be sent as a negative count.
+    { input: { max: 2 ** 31 }, error: RangeError, option: 'max', message: s('max', 'at least 1 and at most 2147483647 (2^31 - 1)', '2147483648') },
+    { input: { drainQuiet: -0.1 }, error: RangeError, option: 'drainQuiet', message: s('drainQuiet', 'at least 0 and at most 60 seconds', '-0.1') },
+    { input: { drainQuiet: 61 }, error: RangeError, option: 'drainQuiet', message: s('drainQuiet', 'at least 0 and at most 60 seconds', '61') },
     { input: { max: 1.5 }, error: RangeError, option: 'max', message: 'keepalive: "max" must be a whole number or Infinity, got 1.5' },
     // maxAge
     { input: { maxAge: 0 }, error: RangeError, option: 'maxAge', message: s('maxAge', 'greater than 0 and at most 2147482 seconds', '0') },
@@ -182,6 +186,19 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
       error: RangeError,
       option: 'adaptive.minTimeout',
       message: 'keepalive: "adaptive.minTimeout" must be at most timeout (5), got 6',
+    },
+    // Behind a proxy the timeout never scales to or below the proxy's idle timeout.
+    {
+      input: { behind: { idleTimeout: 60 }, adaptive: { minTimeout: 60 } },
+      error: RangeError,
+      option: 'adaptive.minTimeout',
+      message: 'keepalive: "adaptive.minTimeout" must be greater than behind.idleTimeout (60) so the server outlives the proxy under load too, got 60',
+    },
+    {
+      input: { behind: { idleTimeout: 60 }, adaptive: { minTimeout: 14 } },
+      error: RangeError,
+      option: 'adaptive.minTimeout',
+      message: 'keepalive: "adaptive.minTimeout" must be greater than behind.idleTimeout (60) so the server outlives the proxy under load too, got 14',
     },
     {
       input: { behind: { idleTimeout: 2 }, adaptive: { minTimeout: 8 } },
@@ -259,7 +276,7 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
 })
 
 describe('options: unknown keys throw a TypeError with a suggestion', () => {
-  const known = 'timeout, max, maxAge, grace, maxConnections, maxConnectionsPerIp, adaptive, behind'
+  const known = 'timeout, max, maxAge, grace, drainQuiet, maxConnections, maxConnectionsPerIp, adaptive, behind'
   const table: [unknown, string, string][] = [
     [{ maxage: 10 }, 'maxage', 'keepalive: unknown option "maxage"; did you mean "maxAge"?'],
     [{ tiemout: 5 }, 'tiemout', 'keepalive: unknown option "tiemout"; did you mean "timeout"?'],

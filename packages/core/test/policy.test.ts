@@ -151,6 +151,26 @@ describe('scaleTimeoutMs and scaleMax', () => {
   })
 })
 
+describe('behind a proxy with the adaptive policy', () => {
+  // Regression: behind { idleTimeout: 60 } at load 0.9 used to advertise timeout=14, under the
+  // proxy's own idle timeout: the 502 race `behind` exists to prevent (ALB and nginx ignore the header).
+  it('never scales the timeout to or below behind.idleTimeout, at any load, by default', () => {
+    const o = options({ behind: { idleTimeout: 60 }, adaptive: true })
+    for (const load of [0, 0.5, 0.9, 0.95, 1]) expect(scaleTimeoutMs(load, o)).toBe(65_000)
+    expect(scaleMax(0.9, o)).toBeLessThan(1000) // load lowers max= instead
+  })
+
+  it('scales down to a minTimeout above the proxy and no further', () => {
+    const o = options({ behind: { idleTimeout: 60 }, timeout: 120, adaptive: { minTimeout: 61 } })
+    fc.assert(
+      fc.property(fc.double({ min: 0, max: 1.5, noNaN: true }), (load) => {
+        expect(scaleTimeoutMs(load, o)).toBeGreaterThan(60_000)
+      }),
+    )
+    expect(scaleTimeoutMs(1, o)).toBe(61_000)
+  })
+})
+
 describe('nextShedding', () => {
   const adaptive = options({ adaptive: { shedAt: 0.95 } }).adaptive
 

@@ -1,0 +1,258 @@
+// Attaching a controller to servers: their listeners, Node's request channels, Node's settings,
+// the sweep and sampler that run while attached, and stopping a listener (docs/architecture.md §2).
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { ServerHttp2Stream } from 'node:http2'
+import type { Socket } from 'node:net'
+import { Server as TlsServer } from 'node:tls'
+import { now, type Connection, type TrackedSession, type TrackedSocket } from './connection.js'
+import { createLoadMonitor, type LoadMonitor } from './load.js'
+import { advertisedTimeoutMs, kConnection } from './response.js'
+import { Sweep } from './sweep.js'
+import type { Tracker } from './tracker.js'
+import type { AttachableServer } from './types.js'
+
+/** Marks a server with the controller attached to it; shared by every copy of the package (ESM and CJS). */
+export const kOwner = Symbol.for('keepalive.owner')
+
+/** Node publishes these around every HTTP/1.x request of every server (lib/_http_server.js). */
+const REQUEST_START = 'http.server.request.start'
+const RESPONSE_FINISH = 'http.server.response.finish'
+
+interface ChannelMessage {
+  request: IncomingMessage
+  response: ServerResponse
+  socket: Socket
+  server: AttachableServer
+}
+
+/** The fields of `http.Server` (and the HTTP/1 side of `http2` servers) attaching tunes. */
+export interface TunableServer extends AttachableServer {
+  [kOwner]?: object
+  keepAliveTimeout?: number
+  maxRequestsPerSocket?: number | null
+  headersTimeout?: number
+  requestTimeout?: number
+  updateSettings?: unknown
+  closeIdleConnections?: () => void
+}
+
+interface Attachment {
+  readonly connectionEvent: string
+  readonly onConnection: (socket: TrackedSocket) => void
+  readonly onClose: () => void
+  readonly onSession: ((session: TrackedSession) => void) | null
+  readonly onStream: ((stream: ServerHttp2Stream) => void) | null
+}
+
+/** The controller attached to a server, if any (this package's or another copy's). */
+export function ownerOf(server: unknown): object | undefined {
+  return typeof server === 'object' && server !== null ? (server as TunableServer)[kOwner] : undefined
+}
+
+/** The servers one controller is attached to, and what runs while it is. */
+export class Attachments {
+  readonly servers = new Map<TunableServer, Attachment>()
+  readonly sweep: Sweep
+  private monitor: LoadMonitor | null = null
+  private subscribed = false
+
+  constructor(
+    private readonly tracker: Tracker,
+    /** The public controller: what `kOwner` marks a server with. */
+    private readonly owner: object,
+  ) {
+    this.sweep = new Sweep(tracker, (conn) => {
+      const draining = tracker.policy.draining
+      if (draining && conn.waiting) tracker.drainHooks.closedIdle()
+      conn.close(draining ? 'drain' : 'idleTimeout')
+    })
+  }
+
+  owns(server: unknown): server is TunableServer {
+    return ownerOf(server) === this.owner
+  }
+
+  attach(server: TunableServer): void {
+    if (server[kOwner] === this.owner) return
+    if (server[kOwner] !== undefined) {
+      throw new Error(
+        'keepalive: this server is already attached to another keepalive controller; use that one (for gracefulShutdown: pass it as `keepAlive`), or create only one per server',
+      )
+    }
+    server[kOwner] = this.owner
+    const tracker = this.tracker
+    const http2 = typeof server.updateSettings === 'function'
+    const attachment: Attachment = {
+      connectionEvent: server instanceof TlsServer ? 'secureConnection' : 'connection',
+      onConnection: (socket) => {
+        tracker.track(socket, server)
+      },
+      onClose: () => {
+        this.detach(server)
+      },
+      onSession: http2 ? (session) => this.trackSession(session) : null,
+      onStream: http2 ? (stream) => this.streamStarted(stream) : null,
+    }
+    this.servers.set(server, attachment)
+    // http2 servers create the session in their own connection listener and emit 'session' from it:
+    // track the socket first, so the session finds its connection.
+    if (http2) server.prependListener(attachment.connectionEvent, attachment.onConnection)
+    else server.on(attachment.connectionEvent, attachment.onConnection)
+    server.on('close', attachment.onClose)
+    if (attachment.onSession !== null) server.on('session', attachment.onSession)
+    if (attachment.onStream !== null) server.on('stream', attachment.onStream)
+
+    // Idle timeouts are per connection from now on: Node must not arm its own, nor advertise it.
+    if (typeof server.keepAliveTimeout === 'number') server.keepAliveTimeout = 0
+    // `max` governs; Node's own limit would answer 503 past it and keep closed sockets open.
+    if (typeof server.maxRequestsPerSocket === 'number' && server.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = 0
+    this.alignSlowlorisGuards(server)
+
+    if (!this.subscribed) {
+      subscribe(REQUEST_START, this.onRequestStart)
+      subscribe(RESPONSE_FINISH, this.onResponseFinish)
+      this.subscribed = true
+    }
+    this.sweep.start()
+    const options = tracker.options
+    if (options.adaptive !== null && this.monitor === null) {
+      this.monitor = createLoadMonitor(
+        options.adaptive.intervalMs,
+        {
+          open: () => tracker.conns.size,
+          maxConnections: options.maxConnections,
+          user: options.adaptive.signal,
+          onSignalError: (error) => tracker.emit('error', error),
+        },
+        (load) => tracker.setLoad(load),
+      )
+      this.monitor.start()
+    }
+  }
+
+  /**
+   * Node's request guards count from a request's first byte (lib/_http_server.js checkConnections),
+   * not from idle time, but a headersTimeout below our idle time would contradict what we advertise
+   * to proxies that reuse connections slowly; keep headersTimeout above it and requestTimeout >=
+   * headersTimeout, as Node requires. Guards are only ever raised, never lowered or turned off.
+   */
+  private alignSlowlorisGuards(server: TunableServer): void {
+    const idleMs = this.tracker.options.timeoutMs + this.tracker.options.graceMs
+    if (typeof server.headersTimeout === 'number' && server.headersTimeout > 0 && server.headersTimeout <= idleMs) {
+      server.headersTimeout = idleMs + 1000
+    }
+    if (typeof server.requestTimeout === 'number' && typeof server.headersTimeout === 'number' && server.requestTimeout > 0 && server.requestTimeout < server.headersTimeout) {
+      server.requestTimeout = server.headersTimeout
+    }
+  }
+
+  /** Releases everything attached to a server once it has closed. */
+  detach(server: TunableServer): void {
+    const attachment = this.servers.get(server)
+    if (attachment === undefined) return
+    this.servers.delete(server)
+    server.off(attachment.connectionEvent, attachment.onConnection)
+    server.off('close', attachment.onClose)
+    if (attachment.onSession !== null) server.off('session', attachment.onSession)
+    if (attachment.onStream !== null) server.off('stream', attachment.onStream)
+    delete server[kOwner]
+    if (this.servers.size === 0) this.stop()
+  }
+
+  /** Stops the sweep, the sampler and the channel subscriptions: nothing of this controller keeps running. */
+  stop(): void {
+    if (this.subscribed) {
+      unsubscribe(REQUEST_START, this.onRequestStart)
+      unsubscribe(RESPONSE_FINISH, this.onResponseFinish)
+      this.subscribed = false
+    }
+    this.monitor?.stop()
+    this.monitor = null
+    this.sweep.stop()
+  }
+
+  // Arrow functions: subscribed once per controller, no closure per request.
+  private readonly onRequestStart = (message: unknown): void => {
+    const { server, socket, response } = message as ChannelMessage
+    if ((server as TunableServer)[kOwner] !== this.owner) return
+    const conn = this.tracker.track(socket, server)
+    if (conn !== null) this.tracker.requestStarted(conn, response)
+  }
+
+  private readonly onResponseFinish = (message: unknown): void => {
+    const { server, socket, response } = message as ChannelMessage
+    if ((server as TunableServer)[kOwner] !== this.owner) return
+    const conn = (socket as TrackedSocket)[kConnection]
+    if (conn === undefined) this.adopt(socket, server, response)
+    else if (conn.owner === this.tracker) this.tracker.responseEnded(conn, response)
+  }
+
+  /**
+   * A response ended on a socket never seen before: its request was in flight when `attach()` ran.
+   * Node has switched its own idle timer off since, so the socket is tracked from here, with the
+   * longer of what Node advertised on it and what we advertise.
+   */
+  private adopt(socket: Socket, server: AttachableServer, res: ServerResponse): void {
+    if (socket.destroyed) return
+    const conn = this.tracker.track(socket, server)
+    if (conn === null) return
+    const time = now()
+    conn.requestStarted(time)
+    conn.keepFor(Math.max(advertisedTimeoutMs(res), this.tracker.policy.timeoutMs) + this.tracker.options.graceMs)
+    conn.responseEnded(res, undefined, time)
+  }
+
+  private trackSession(session: TrackedSession): void {
+    let conn: Connection | undefined
+    try {
+      conn = (session.socket as TrackedSocket)[kConnection]
+    } catch {
+      return // the session lost its socket before we saw it: nothing to track
+    }
+    if (conn === undefined || conn.owner !== this.tracker) return
+    conn.session = session
+    session[kConnection] = conn
+    // A handshake that completed after the drain began: GOAWAY at once, its streams still finish.
+    if (this.tracker.policy.draining) {
+      conn.predictClose('drain')
+      session.close()
+    }
+  }
+
+  private streamStarted(stream: ServerHttp2Stream): void {
+    const conn = (stream.session as TrackedSession | undefined)?.[kConnection]
+    if (conn === undefined || conn.owner !== this.tracker) return
+    conn.requestStarted(now())
+    // A stream reset or destroyed before its response ended (at the deadline, say) served no request.
+    stream.once('close', () => conn.streamEnded(stream.writableFinished, now()))
+  }
+}
+
+const noop = (): void => {}
+
+interface ClosableServer extends AttachableServer {
+  closeIdleConnections?: () => void
+}
+
+/**
+ * Stops accepting connections without touching open ones. Node 19+ `http.Server#close()` also
+ * destroys every idle socket at once (httpServerPreClose in lib/_http_server.js), including sockets
+ * whose next request is already on the wire: that is the request loss we exist to prevent, so the
+ * drain closes idle sockets itself, once they have been quiet.
+ */
+export function stopAccepting(server: ClosableServer): void {
+  if (!server.listening) return
+  if (typeof server.closeIdleConnections !== 'function') {
+    server.close()
+    return
+  }
+  const own = Object.getOwnPropertyDescriptor(server, 'closeIdleConnections')
+  server.closeIdleConnections = noop
+  try {
+    server.close()
+  } finally {
+    if (own === undefined) delete server.closeIdleConnections
+    else Object.defineProperty(server, 'closeIdleConnections', own)
+  }
+}
