@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks'
 import tls from 'node:tls'
 import { createKeepAlive, type CloseEvent, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
-import { openRaw } from './helpers/load.js'
+import { connect } from './helpers/wire.js'
 import { useResources } from './helpers/resources.js'
 import { fixture } from './helpers/tls.js'
 import { FRESH_STATS } from './helpers/contract.js'
@@ -74,7 +74,7 @@ describe('connection tracking (http)', () => {
   it('tracks a connection from the moment it is accepted, before it sends a byte', async () => {
     const { ka, port } = await startHttp()
     const connected = new Promise((resolve) => ka.once('connection', resolve))
-    resources.add(await openRaw(port), (c) => c.socket.destroy())
+    resources.add(await connect(port), (c) => c.destroy())
     await connected
     expect(ka.stats()).toMatchObject({ connections: { open: 1, active: 0, idle: 1 }, requests: 0 })
   })
@@ -88,7 +88,7 @@ describe('connection tracking (http)', () => {
       })
       const accepted = once(server, 'connection') as Promise<[import('node:net').Socket]>
       ka.attach(server)
-      const raw = resources.add(await openRaw(await listen(server)), (c) => c.socket.destroy())
+      const raw = resources.add(await connect(await listen(server)), (c) => c.destroy())
       await raw.request('/')
       const [socket] = await accepted
       const serverSocketClosed = once(socket, 'close').then(() => performance.now())
@@ -114,8 +114,8 @@ describe('connection tracking (http)', () => {
 
   it('counts a connection active while a request is in flight and idle after, with requests and reuse', async () => {
     const { ka, port, next } = await startHttp()
-    const a = resources.add(await openRaw(port), (c) => c.socket.destroy())
-    const b = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const a = resources.add(await connect(port), (c) => c.destroy())
+    const b = resources.add(await connect(port), (c) => c.destroy())
     const started = next()
     const slow = a.request('/slow?ms=150')
     await started
@@ -132,7 +132,7 @@ describe('connection tracking (http)', () => {
   it('closes a connection that never sends a request after timeout + grace, like an idle one', async () => {
     const { ka, port } = await startHttp({ timeout: 0.3, grace: 0.1 })
     const closed = nextClose(ka)
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     const event = await closed
     await raw.closed
     expect(event).toMatchObject({ reason: 'idleTimeout', requests: 0 })
@@ -142,18 +142,18 @@ describe('connection tracking (http)', () => {
 
   it('does not cut a request whose first bytes arrived before the idle timeout, on a new or a used connection', async () => {
     const { ka, port } = await startHttp({ timeout: 0.3, grace: 0.1 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     // A first request typed slowly: its first line is in before the 0.4 s idle window ends, the rest 0.8 s later.
-    raw.socket.write('GET /first HTTP/1.1\r\n')
+    raw.send('GET /first HTTP/1.1\r\n')
     await new Promise((resolve) => setTimeout(resolve, 800))
-    raw.socket.write('Host: localhost\r\n\r\n')
-    expect((await raw.response()).body).toBe('ok')
+    raw.send('Host: localhost\r\n\r\n')
+    expect((await raw.read()).body).toBe('ok')
     // The same after a response: bytes of the next request within the window keep the connection.
     await new Promise((resolve) => setTimeout(resolve, 200))
-    raw.socket.write('GET /second HTTP/1.1\r\n')
+    raw.send('GET /second HTTP/1.1\r\n')
     await new Promise((resolve) => setTimeout(resolve, 800))
-    raw.socket.write('Host: localhost\r\n\r\n')
-    expect((await raw.response()).body).toBe('ok')
+    raw.send('Host: localhost\r\n\r\n')
+    expect((await raw.read()).body).toBe('ok')
     expect(ka.stats().closes.idleTimeout).toBe(0)
     // Then silence: the connection is closed as idle.
     expect(await nextClose(ka)).toMatchObject({ reason: 'idleTimeout', requests: 2 })
@@ -161,7 +161,7 @@ describe('connection tracking (http)', () => {
 
   it('never idle-closes a connection while its request runs, and counts idle time from its last response', async () => {
     const { ka, port } = await startHttp({ timeout: 0.2, grace: 0.1 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     await raw.request('/')
     // Longer than the idle window: the connection is active, not idle, all along.
     const slow = await raw.request('/slow?ms=500')
@@ -185,8 +185,8 @@ describe('connection tracking (http)', () => {
     ka.attach(two)
     ka.attach(one) // attaching twice is a no-op
     const [portOne, portTwo] = [await listen(one), await listen(two)]
-    const a = resources.add(await openRaw(portOne), (c) => c.socket.destroy())
-    const b = resources.add(await openRaw(portTwo), (c) => c.socket.destroy())
+    const a = resources.add(await connect(portOne), (c) => c.destroy())
+    const b = resources.add(await connect(portTwo), (c) => c.destroy())
     await a.request('/')
     await b.request('/')
     expect(ka.stats()).toMatchObject({ connections: { open: 2 }, requests: 2 })

@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { createKeepAlive, type ShutdownReport } from '@keepalive/core'
 import { Pool } from 'undici'
 import { describe, expect, it } from 'vitest'
-import { agentRequest, poolRequest, watchUndiciWrites, type Outcome } from '../helpers/load.js'
+import { agentRequest, poolRequest, watchUndiciWrites, type Outcome } from '../helpers/traffic.js'
 import { useResources } from '../helpers/resources.js'
 
 const resources = useResources()

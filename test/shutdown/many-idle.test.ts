@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { createKeepAlive } from '@keepalive/core'
 import { expect, it } from 'vitest'
-import { connectionHeaders, openRaw, type RawClient } from '../helpers/load.js'
+import { connect, connectionHeaders, type RawClient } from '../helpers/wire.js'
 import { useResources } from '../helpers/resources.js'
 
 const resources = useResources()
@@ -33,15 +33,15 @@ it(`closes ${SOCKETS} idle keep-alive sockets promptly once shutdown starts`, as
   const { port } = server.address() as AddressInfo
 
   const clients: RawClient[] = []
-  resources.add(clients, (all) => all.forEach((c) => c.socket.destroy()))
+  resources.add(clients, (all) => all.forEach((c) => c.destroy()))
   // Opened in batches, each socket serving one request, so they are keep-alive sockets gone idle.
   for (let i = 0; i < SOCKETS; i += 200) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(200, SOCKETS - i) }, async () => {
-        const client = await openRaw(port)
+        const client = await connect(port)
         clients.push(client)
         const res = await client.request('/')
-        expect(connectionHeaders(res.headers).connection).toBe('keep-alive')
+        expect(connectionHeaders(res).connection).toBe('keep-alive')
         return client
       }),
     )
