@@ -2,7 +2,6 @@ import { once } from 'node:events'
 import http from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import tls from 'node:tls'
 import { createKeepAlive, type CloseEvent, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
@@ -17,9 +16,8 @@ const resources = useResources()
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
 
 /** Serves `/slow?ms=N` after N ms, `/hang` never, anything else at once; `next()` resolves as a handler starts. */
-function routes(ka: KeepAliveController, waiting: (() => void)[]): Handler {
+function routes(waiting: (() => void)[]): Handler {
   return (req, res) => {
-    ka.handle(req, res)
     waiting.shift()?.()
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (url.pathname === '/hang') return
@@ -29,22 +27,18 @@ function routes(ka: KeepAliveController, waiting: (() => void)[]): Handler {
   }
 }
 
-async function listen<S extends http.Server | https.Server | http2.Http2SecureServer>(server: S): Promise<number> {
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  resources.add(server, (s) => {
-    if ('closeAllConnections' in s) s.closeAllConnections()
-    if (s.listening) s.close()
-  })
-  return (server.address() as AddressInfo).port
+/** `routes` behind the controller's `handle()`, for servers built by hand. */
+function handled(ka: KeepAliveController, handler: Handler): Handler {
+  return (req, res) => {
+    ka.handle(req, res)
+    handler(req, res)
+  }
 }
 
 async function startHttp(options: KeepAliveOptions = {}): Promise<{ ka: KeepAliveController; port: number; next(): Promise<void> }> {
-  const ka = createKeepAlive(options)
   const waiting: (() => void)[] = []
-  const server = http.createServer(routes(ka, waiting))
-  ka.attach(server)
-  return { ka, port: await listen(server), next: () => new Promise((resolve) => waiting.push(resolve)) }
+  const { controller, port } = await resources.startServer(options, routes(waiting))
+  return { ka: controller, port, next: () => new Promise((resolve) => waiting.push(resolve)) }
 }
 
 function nextClose(ka: KeepAliveController): Promise<CloseEvent> {
@@ -81,14 +75,9 @@ describe('connection tracking (http)', () => {
 
   describe('a connection the client closes', () => {
     async function closedByClient(): Promise<{ ka: KeepAliveController; serverSocketClosed: Promise<number> }> {
-      const ka = createKeepAlive()
-      const server = http.createServer((req, res) => {
-        ka.handle(req, res)
-        res.end('ok')
-      })
+      const { controller: ka, server, port } = await resources.startServer()
       const accepted = once(server, 'connection') as Promise<[import('node:net').Socket]>
-      ka.attach(server)
-      const raw = resources.add(await connect(await listen(server)), (c) => c.destroy())
+      const raw = resources.add(await connect(port), (c) => c.destroy())
       await raw.request('/')
       const [socket] = await accepted
       const serverSocketClosed = once(socket, 'close').then(() => performance.now())
@@ -178,13 +167,13 @@ describe('connection tracking (http)', () => {
 
   it('tracks every server attached to one controller and stops tracking a server once it closes', async () => {
     const ka = createKeepAlive()
-    const one = http.createServer(routes(ka, []))
-    const two = http.createServer(routes(ka, []))
+    const one = http.createServer(handled(ka, routes([])))
+    const two = http.createServer(handled(ka, routes([])))
     const ownListeners = one.listenerCount('connection')
     ka.attach(one)
     ka.attach(two)
     ka.attach(one) // attaching twice is a no-op
-    const [portOne, portTwo] = [await listen(one), await listen(two)]
+    const [portOne, portTwo] = [await resources.listen(one), await resources.listen(two)]
     const a = resources.add(await connect(portOne), (c) => c.destroy())
     const b = resources.add(await connect(portTwo), (c) => c.destroy())
     await a.request('/')
@@ -213,9 +202,9 @@ describe('connection tracking (http)', () => {
 describe('connection tracking (https and http2)', () => {
   it('tracks an https connection from its handshake, before any request', async () => {
     const ka = createKeepAlive()
-    const server = https.createServer({ key: fixture.key, cert: fixture.cert }, routes(ka, []))
+    const server = https.createServer({ key: fixture.key, cert: fixture.cert }, handled(ka, routes([])))
     ka.attach(server)
-    const port = await listen(server)
+    const port = await resources.listen(server)
     const connected = new Promise((resolve) => ka.once('connection', resolve))
     const socket = tls.connect({ host: '127.0.0.1', port, ca: fixture.cert, servername: 'localhost' })
     resources.add(socket, (s) => s.destroy())
@@ -245,7 +234,7 @@ describe('connection tracking (https and http2)', () => {
       else res.end('ok')
     })
     ka.attach(server)
-    const port = await listen(server)
+    const port = await resources.listen(server)
     const connected = new Promise((resolve) => ka.once('connection', resolve))
     const session = http2.connect(`https://127.0.0.1:${port}`, { ca: fixture.cert })
     resources.add(session, (s) => s.destroy())

@@ -1,8 +1,7 @@
 import { once } from 'node:events'
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type http from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { createKeepAlive, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
+import type { KeepAliveController, KeepAliveOptions } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
 import { connect, connectionHeaders } from '../helpers/wire.js'
 import { useResources } from '../helpers/resources.js'
@@ -22,10 +21,8 @@ interface Started {
  * Closed after the test even if it fails (sockets destroyed first).
  */
 async function start(options: KeepAliveOptions = {}): Promise<Started> {
-  const ka = createKeepAlive(options)
   const waiting: ((path: string) => void)[] = []
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
+  const { controller, server, port } = await resources.startServer(options, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost')
     waiting.shift()?.(url.pathname)
     if (url.pathname === '/hang') return
@@ -33,12 +30,10 @@ async function start(options: KeepAliveOptions = {}): Promise<Started> {
     if (ms > 0) setTimeout(() => res.end('slow'), ms)
     else res.end('ok')
   })
-  ka.attach(server)
-  await resources.listen(server)
   return {
-    ka,
+    ka: controller,
     server,
-    port: (server.address() as AddressInfo).port,
+    port,
     next: () => new Promise((resolve) => waiting.push(resolve)),
   }
 }

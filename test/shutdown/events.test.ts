@@ -1,6 +1,4 @@
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { createKeepAlive, type CloseEvent, type ConnectionEvent, type KeepAliveController, type KeepAliveOptions, type ShutdownReport } from '@keepalive/core'
+import { type CloseEvent, type ConnectionEvent, type KeepAliveController, type KeepAliveOptions, type ShutdownReport } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
 import { connect, connectionHeaders, rawRequest } from '../helpers/wire.js'
 import { useResources } from '../helpers/resources.js'
@@ -26,7 +24,11 @@ interface Started {
 
 /** A raw node:http server whose controller's events are all recorded; `/hang` never answers. */
 async function start(options: KeepAliveOptions): Promise<Started> {
-  const ka = createKeepAlive(options)
+  const waiting: (() => void)[] = []
+  const { controller: ka, port } = await resources.startServer(options, (req, res) => {
+    waiting.shift()?.()
+    if (req.url !== '/hang') res.end('ok')
+  })
   const events: Recorded = { connections: [], closes: [], draining: 0, shutdowns: [] }
   const closeWaiters: ((event: CloseEvent) => void)[] = []
   ka.on('connection', (event) => events.connections.push(event))
@@ -36,17 +38,9 @@ async function start(options: KeepAliveOptions): Promise<Started> {
   })
   ka.on('draining', () => events.draining++)
   ka.on('shutdown', (report) => events.shutdowns.push(report))
-  const waiting: (() => void)[] = []
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
-    waiting.shift()?.()
-    if (req.url !== '/hang') res.end('ok')
-  })
-  ka.attach(server)
-  await resources.listen(server)
   return {
     ka,
-    port: (server.address() as AddressInfo).port,
+    port,
     events,
     next: () => new Promise((resolve) => waiting.push(resolve)),
     nextClose: () => new Promise((resolve) => closeWaiters.push(resolve)),

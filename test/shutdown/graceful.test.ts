@@ -1,7 +1,6 @@
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type http from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { createKeepAlive, gracefulShutdown, type KeepAliveController, type ShutdownReport } from '@keepalive/core'
+import { gracefulShutdown, type KeepAliveController, type ShutdownReport } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
 import { connect, connectionHeaders } from '../helpers/wire.js'
 import { useResources } from '../helpers/resources.js'
@@ -22,21 +21,20 @@ interface Started {
 }
 
 async function start(): Promise<Started> {
-  const ka = createKeepAlive({ grace: 0.2 })
   const waiting: (() => void)[] = []
   let ready: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | null = null
-  const server = http.createServer((req, res) => {
+  // Attached only: gracefulShutdown's drain needs no handle() call in the request handler.
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     waiting.shift()?.()
     if (req.url === '/hang') return
     if (req.url === '/ready' && ready !== null) ready(req, res)
     else res.end('ok')
-  })
-  ka.attach(server)
-  await resources.listen(server)
+  }
+  const { controller, server, port } = await resources.startServer({ grace: 0.2 }, handler, { handle: false })
   return {
-    ka,
+    ka: controller,
     server,
-    port: (server.address() as AddressInfo).port,
+    port,
     next: () => new Promise((resolve) => waiting.push(resolve)),
     readiness: (handler) => (ready = handler),
   }
