@@ -1,17 +1,14 @@
 import { once } from 'node:events'
-import type http from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { KeepAliveController, KeepAliveOptions } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
 import { connect, connectionHeaders } from '../helpers/wire.js'
-import { useResources } from '../helpers/resources.js'
+import { useResources, type StartedServer } from '../helpers/resources.js'
 
 const resources = useResources()
 
-interface Started {
+interface Started extends StartedServer {
   ka: KeepAliveController
-  server: http.Server
-  port: number
   /** Resolves with the path of each request as its handler starts; `next()` waits for the next one. */
   next(): Promise<string>
 }
@@ -22,7 +19,7 @@ interface Started {
  */
 async function start(options: KeepAliveOptions = {}): Promise<Started> {
   const waiting: ((path: string) => void)[] = []
-  const { controller, server, port } = await resources.startServer(options, (req, res) => {
+  const started = await resources.startServer(options, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost')
     waiting.shift()?.(url.pathname)
     if (url.pathname === '/hang') return
@@ -31,9 +28,8 @@ async function start(options: KeepAliveOptions = {}): Promise<Started> {
     else res.end('ok')
   })
   return {
-    ka: controller,
-    server,
-    port,
+    ...started,
+    ka: started.controller,
     next: () => new Promise((resolve) => waiting.push(resolve)),
   }
 }
