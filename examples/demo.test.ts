@@ -1,12 +1,9 @@
 // Runs the demo as a user would (`node examples/demo.mjs --json --quick`) and reads its JSON lines.
 // The demo imports the built packages: run `pnpm build` first (`pnpm test` does).
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
-import { afterEach, beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
+import { useExamples } from '../test/helpers/example.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 const PHASES = ['steady', 'spike', 'recovery', 'shutdown']
 
 interface Line {
@@ -18,26 +15,10 @@ interface Tick extends Line {
   stats: { requests: number; timeout: number; draining: boolean }
 }
 
-const children = new Set<ChildProcessWithoutNullStreams>()
-
-beforeAll(() => {
-  const missing = ['core', 'express', 'koa', 'fastify'].filter((p) => !existsSync(`${root}packages/${p}/dist/index.js`))
-  if (missing.length > 0) throw new Error(`the demo runs the built packages; run \`pnpm build\` first (missing dist of ${missing.join(', ')})`)
-})
-
-afterEach(async () => {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await once(child, 'exit')
-    }
-  }
-  children.clear()
-})
+const { spawn } = useExamples(['core', 'express', 'koa', 'fastify'])
 
 async function runDemo(...args: string[]): Promise<{ code: number | null; lines: Line[]; stderr: string }> {
-  const child = spawn(process.execPath, ['examples/demo.mjs', '--json', '--quick', ...args], { cwd: root })
-  children.add(child)
+  const child = spawn(['examples/demo.mjs', '--json', '--quick', ...args])
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))

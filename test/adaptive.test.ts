@@ -1,27 +1,16 @@
-import { createHook } from 'node:async_hooks'
 import { once } from 'node:events'
-import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Pool } from 'undici'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { createKeepAlive, type CloseEvent, type KeepAliveController, type KeepAliveOptions, type KeepAliveStats } from '@keepalive/core'
+import { useResources, type Handler, type StartedServer } from './helpers/resources.js'
+import { refTimers, watchTimers } from './helpers/timers.js'
+import { connectionHeaders, fromHeaderObject, type ConnectionHeaders } from './helpers/wire.js'
+
+const resources = useResources()
 
 // ---- helpers -------------------------------------------------------------------------------
-
-/** The connection-management headers; `null` means the header must be absent. */
-interface ConnectionHeaders {
-  connection: string | null
-  keepAlive: string | null
-}
-
-function connectionHeaders(headers: Record<string, string | string[] | undefined>): ConnectionHeaders {
-  const pick = (name: string): string | null => {
-    const value = headers[name]
-    if (value === undefined) return null
-    return Array.isArray(value) ? value.join(', ') : value
-  }
-  return { connection: pick('connection'), keepAlive: pick('keep-alive') }
-}
 
 /** The `timeout=` a Keep-Alive header advertises. */
 function advertisedTimeout(keepAlive: string): number {
@@ -43,14 +32,14 @@ interface Reply {
 }
 
 /** Replies with the policy in force as the response is written: its headers are decided in the same tick. */
-function reportPolicy(ka: KeepAliveController, res: ServerResponse): void {
+function reportPolicy(ka: KeepAliveController, res: http.ServerResponse): void {
   const { timeout, max, load } = ka.stats()
   res.end(JSON.stringify({ timeout, max, load } satisfies Policy))
 }
 
 async function get(pool: Pool, path = '/'): Promise<Reply> {
   const { headers, body } = await pool.request({ path, method: 'GET' })
-  return { headers: connectionHeaders(headers), policy: (await body.json()) as Policy }
+  return { headers: connectionHeaders(fromHeaderObject(headers)), policy: (await body.json()) as Policy }
 }
 
 /** Every response must advertise exactly the policy it was decided under; never Keep-Alive beside close. */
@@ -107,45 +96,19 @@ function burn(ms: number): void {
 /** Linear scaling of DESIGN.md: configured value up to `from`, floor at load 1. */
 const scaled = (high: number, low: number, load: number, from: number): number => (load <= from ? high : high - ((high - low) * (load - from)) / (1 - from))
 
-interface Started {
+interface Started extends StartedServer {
   ka: KeepAliveController
-  server: http.Server
-  port: number
+  /** An undici Pool to the server, destroyed after the test. */
   pool(connections: number): Pool
 }
 
-const cleanups: (() => Promise<void>)[] = []
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-async function start(options: KeepAliveOptions, handler?: (ka: KeepAliveController, req: IncomingMessage, res: ServerResponse) => void): Promise<Started> {
-  const ka = createKeepAlive({ grace: 0.2, ...options })
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
-    if (handler === undefined) reportPolicy(ka, res)
-    else handler(ka, req, res)
-  })
-  ka.attach(server)
-  const pools: Pool[] = []
-  cleanups.push(async () => {
-    await Promise.all(pools.map((pool) => pool.destroy()))
-    await ka.shutdown({ timeout: 2 })
-    if (server.listening) await new Promise((resolve) => server.close(resolve))
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as AddressInfo).port
+/** By default every response reports the policy it was decided under. */
+async function start(options: KeepAliveOptions, handler: Handler = (_req, res, ka) => reportPolicy(ka, res)): Promise<Started> {
+  const started = await resources.startServer({ grace: 0.2, ...options }, handler)
   return {
-    ka,
-    server,
-    port,
-    pool(connections) {
-      const pool = new Pool(`http://127.0.0.1:${port}`, { connections })
-      pools.push(pool)
-      return pool
-    },
+    ...started,
+    ka: started.controller,
+    pool: (connections) => resources.add(new Pool(started.url, { connections }), (pool) => pool.destroy()),
   }
 }
 
@@ -154,7 +117,7 @@ async function start(options: KeepAliveOptions, handler?: (ka: KeepAliveControll
 describe('adaptive: load from a CPU-bound handler', () => {
   it('shrinks the advertised timeout while the handler burns CPU, and restores it once the burn stops', async () => {
     let burning = true
-    const { ka, pool } = await start({ timeout: 5, adaptive: { interval: 0.05 } }, (ka, req, res) => {
+    const { ka, pool } = await start({ timeout: 5, adaptive: { interval: 0.05 } }, (req, res, ka) => {
       if (burning && req.url === '/burn') burn(20)
       reportPolicy(ka, res)
     })
@@ -280,7 +243,6 @@ describe('adaptive: a user signal', () => {
 
 describe('adaptive: the sampler', () => {
   it('stops when the server closes, leaving no timer behind', async () => {
-    const refTimers = (): number => process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
     const before = refTimers()
     let sampledTwice: () => void = () => {}
     const twoSamples = new Promise<void>((resolve) => (sampledTwice = resolve))
@@ -296,23 +258,10 @@ describe('adaptive: the sampler', () => {
     })
 
     // attach() creates two timers, the sampler's and the idle sweep's: record them and wait for their destruction.
-    const created = new Set<number>()
-    let recording = false
-    let onDestroyed: () => void = () => {}
-    const destroyed = new Promise<void>((resolve) => (onDestroyed = resolve))
-    const hook = createHook({
-      init(id, type) {
-        if (recording && type === 'Timeout') created.add(id)
-      },
-      destroy(id) {
-        if (created.delete(id) && created.size === 0) onDestroyed()
-      },
-    }).enable()
+    const timers = watchTimers()
     try {
-      recording = true
-      ka.attach(server)
-      recording = false
-      expect(created.size).toBe(2)
+      timers.record(() => ka.attach(server))
+      expect(timers.live).toBe(2)
 
       server.listen(0, '127.0.0.1')
       await once(server, 'listening')
@@ -323,12 +272,12 @@ describe('adaptive: the sampler', () => {
       await pool.destroy()
 
       await new Promise((resolve) => server.close(resolve))
-      await destroyed // cleared, never to fire again
+      await timers.destroyed // cleared, never to fire again
       await ka.shutdown({ timeout: 1 })
-      expect(created.size).toBe(0)
+      expect(timers.live).toBe(0)
       expect(refTimers()).toBeLessThanOrEqual(before)
     } finally {
-      hook.disable()
+      timers.disable()
       if (server.listening) server.close()
     }
   })

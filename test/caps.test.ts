@@ -1,105 +1,18 @@
-import { once } from 'node:events'
-import http, { type IncomingMessage, type ServerResponse } from 'node:http'
-import net, { type AddressInfo } from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import net from 'node:net'
+import { describe, expect, it } from 'vitest'
 import { createKeepAlive, type CloseEvent, type CloseReason, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
-import { normaliseAddress } from '../packages/core/src/tracker.js'
+import { useResources, type StartedServer } from './helpers/resources.js'
+import { connect, connectionHeaders, type RawClient } from './helpers/wire.js'
 
-// ---- a raw HTTP/1.1 client: exact header bytes, one socket, nothing pooled -----------------
-
-interface RawResponse {
-  status: number
-  /** Header values by lower-case name, in order, repeats kept. */
-  headers: Map<string, string[]>
-  body: string
-}
-
-class RawClient {
-  readonly closed: Promise<void>
-  private buffer = ''
-  private pending: { resolve: (res: RawResponse) => void; reject: (error: Error) => void } | null = null
-
-  private constructor(readonly socket: net.Socket) {
-    socket.setEncoding('latin1')
-    // A refused or evicted socket may see ECONNRESET: that is an outcome here, not a failure.
-    socket.on('error', () => {})
-    socket.on('data', (chunk: string) => {
-      this.buffer += chunk
-      this.parse()
-    })
-    this.closed = new Promise((resolve) => {
-      socket.once('close', () => {
-        this.pending?.reject(new Error('the connection closed before a response'))
-        this.pending = null
-        resolve()
-      })
-    })
-  }
-
-  static async connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
-    const client = new RawClient(net.connect({ port, host }))
-    await Promise.race([once(client.socket, 'connect'), client.closed])
-    return client
-  }
-
-  request(path = '/'): Promise<RawResponse> {
-    return new Promise((resolve, reject) => {
-      this.pending = { resolve, reject }
-      this.socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`)
-    })
-  }
-
-  destroy(): void {
-    this.socket.destroy()
-  }
-
-  private parse(): void {
-    const end = this.buffer.indexOf('\r\n\r\n')
-    if (end === -1 || this.pending === null) return
-    const [statusLine, ...lines] = this.buffer.slice(0, end).split('\r\n')
-    const headers = new Map<string, string[]>()
-    for (const line of lines) {
-      const colon = line.indexOf(':')
-      const name = line.slice(0, colon).trim().toLowerCase()
-      headers.set(name, [...(headers.get(name) ?? []), line.slice(colon + 1).trim()])
-    }
-    const length = Number(headers.get('content-length')?.[0] ?? 0)
-    if (this.buffer.length < end + 4 + length) return
-    const body = this.buffer.slice(end + 4, end + 4 + length)
-    this.buffer = this.buffer.slice(end + 4 + length)
-    const { resolve } = this.pending
-    this.pending = null
-    resolve({ status: Number(statusLine!.split(' ')[1]), headers, body })
-  }
-}
-
-/** The connection-management headers; `null` means the header must be absent. */
-function connectionHeaders(res: RawResponse): { connection: string | null; keepAlive: string | null } {
-  const pick = (name: string): string | null => res.headers.get(name)?.join(', ') ?? null
-  return { connection: pick('connection'), keepAlive: pick('keep-alive') }
-}
+const resources = useResources()
 
 // ---- a server per test ---------------------------------------------------------------------
 
-interface Started {
+interface Started extends StartedServer {
   ka: KeepAliveController
-  server: http.Server
-  port: number
+  /** A raw client on its own socket, destroyed after the test. */
   connect(host?: string): Promise<RawClient>
-}
-
-const cleanups: (() => Promise<void>)[] = []
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-function closeServer(server: http.Server): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) return resolve()
-    server.close(() => resolve())
-    server.closeAllConnections()
-  })
 }
 
 async function start(
@@ -108,30 +21,13 @@ async function start(
   host = '127.0.0.1',
   ka = createKeepAlive({ grace: 0.2, ...options }),
 ): Promise<Started> {
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
-    handler(req, res)
-  })
-  ka.attach(server)
-  const clients: RawClient[] = []
-  cleanups.push(async () => {
-    for (const client of clients) client.destroy()
-    await Promise.all(clients.map((client) => client.closed))
-    await ka.shutdown({ timeout: 1 })
-    await closeServer(server)
-  })
-  server.listen(0, host)
-  await once(server, 'listening')
-  const port = (server.address() as AddressInfo).port
+  const started = await resources.startServer(options, handler, { host, controller: ka })
   return {
+    ...started,
     ka,
-    server,
-    port,
     // A dual-stack server ('::') is reached over IPv4 here, so its clients show as ::ffff:127.0.0.1.
     async connect(to = host === '::' ? '127.0.0.1' : host) {
-      const client = await RawClient.connect(port, to)
-      clients.push(client)
-      return client
+      return resources.add(await connect(started.port, { host: to }), (client) => client.destroy())
     },
   }
 }
@@ -323,7 +219,8 @@ describe('maxConnectionsPerIp', () => {
     await c3.closed
     const event = await refused
     expect(event).toMatchObject({ reason: 'perIp', requests: 0 })
-    expect(normaliseAddress(event.remoteAddress)).toBe(host === '::1' ? '::1' : '127.0.0.1')
+    // The event carries the socket's own address: plain 127.0.0.1 or ::1 on a single-stack listener.
+    expect(event.remoteAddress).toBe(host)
     expect(ka.stats().closes.perIp).toBe(1)
     expect(ka.stats().connections.open).toBe(2)
     // The two admitted connections are untouched.
@@ -363,23 +260,6 @@ describe('maxConnectionsPerIp', () => {
     await second.closed
     expect((await refused).remoteAddress).toBe('::ffff:127.0.0.1')
     expect(ka.stats().closes.perIp).toBe(1)
-  })
-})
-
-describe('normaliseAddress', () => {
-  it.each([
-    ['127.0.0.1', '127.0.0.1'],
-    ['::ffff:127.0.0.1', '127.0.0.1'],
-    ['::FFFF:10.1.2.3', '10.1.2.3'],
-    ['::1', '::1'],
-    ['FE80::1', 'fe80::1'],
-    ['2001:db8::ffff:1', '2001:db8::ffff:1'],
-  ])('maps %s to %s', (address, expected) => {
-    expect(normaliseAddress(address)).toBe(expected)
-  })
-
-  it('returns null for a socket without an address', () => {
-    expect(normaliseAddress(undefined)).toBeNull()
   })
 })
 

@@ -3,7 +3,7 @@
  * the per-response decision, stats()). Each `conformance.<target>.test.ts` runs it against one harness.
  */
 import http from 'node:http'
-import type { KeepAliveOptions } from '@keepalive/core'
+import type { CloseReason, KeepAliveOptions } from '@keepalive/core'
 import { Pool } from 'undici'
 import { describe, expect, it } from 'vitest'
 import type { Harness, RunningServer, StartConfig } from './harness/harness.js'
@@ -44,6 +44,17 @@ export function runConformance(harness: Harness): void {
 
     async function client(server: RunningServer): Promise<RawClient> {
       return resources.add(await connect(server.port), (c) => c.destroy())
+    }
+
+    /** One request on a new connection: 200 with Connection: close, the socket closed, and a close event of `reason`. */
+    async function closesAfterOneResponse(server: RunningServer, reason: CloseReason): Promise<void> {
+      const closed = nextClose(server.controller)
+      const c = await client(server)
+      const response = await c.request('/')
+      expect(response.status).toBe(200)
+      expectHeaders(response, closing)
+      await c.closed
+      expect(await closed).toMatchObject({ reason })
     }
 
     describe('HTTP/1.1', () => {
@@ -212,15 +223,7 @@ export function runConformance(harness: Harness): void {
     describe('options', () => {
       it('closes every connection after one response when timeout is 0', async () => {
         const server = await serve({ timeout: 0 })
-        for (let i = 0; i < 2; i++) {
-          const c = await client(server)
-          const closed = nextClose(server.controller)
-          const response = await c.request('/')
-          expect(response.status).toBe(200)
-          expectHeaders(response, closing)
-          await c.closed
-          expect(await closed).toMatchObject({ reason: 'maxRequests' })
-        }
+        for (let i = 0; i < 2; i++) await closesAfterOneResponse(server, 'maxRequests')
         expect(server.controller.stats().closes.maxRequests).toBe(2)
       })
 
@@ -277,13 +280,7 @@ export function runConformance(harness: Harness): void {
         await loadReached(server.controller, 0.95)
         // Full load: the advertised numbers are at their floors too.
         expect(server.controller.stats()).toMatchObject({ load: 1, timeout: 1, max: 10 })
-        const closed = nextClose(server.controller)
-        const c = await client(server)
-        const response = await c.request('/')
-        expect(response.status).toBe(200)
-        expectHeaders(response, closing)
-        await c.closed
-        expect(await closed).toMatchObject({ reason: 'shed' })
+        await closesAfterOneResponse(server, 'shed')
         expect(server.controller.stats().closes.shed).toBe(1)
       })
 

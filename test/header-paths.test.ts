@@ -4,7 +4,7 @@
  * as DESIGN.md rules 3 to 5 say, whether they sit in the header store or in writeHead()'s argument.
  */
 import http from 'node:http'
-import { createKeepAlive, type KeepAliveOptions } from '@keepalive/core'
+import type { KeepAliveOptions } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
 import { useResources } from './helpers/resources.js'
 import { connect, expectHeaders, type RawResponse } from './helpers/wire.js'
@@ -14,13 +14,7 @@ const resources = useResources()
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
 
 async function serve(handler: Handler, options: KeepAliveOptions = {}): Promise<number> {
-  const ka = createKeepAlive(options)
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
-    handler(req, res)
-  })
-  ka.attach(server)
-  return resources.listen(server)
+  return (await resources.startServer(options, handler)).port
 }
 
 /**

@@ -2,12 +2,11 @@ import { once } from 'node:events'
 import http from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import tls from 'node:tls'
 import { createKeepAlive, type CloseEvent, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
-import { openRaw } from './helpers/load.js'
+import { connect } from './helpers/wire.js'
 import { useResources } from './helpers/resources.js'
 import { fixture } from './helpers/tls.js'
 import { FRESH_STATS } from './helpers/contract.js'
@@ -17,9 +16,8 @@ const resources = useResources()
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
 
 /** Serves `/slow?ms=N` after N ms, `/hang` never, anything else at once; `next()` resolves as a handler starts. */
-function routes(ka: KeepAliveController, waiting: (() => void)[]): Handler {
+function routes(waiting: (() => void)[]): Handler {
   return (req, res) => {
-    ka.handle(req, res)
     waiting.shift()?.()
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (url.pathname === '/hang') return
@@ -29,22 +27,18 @@ function routes(ka: KeepAliveController, waiting: (() => void)[]): Handler {
   }
 }
 
-async function listen<S extends http.Server | https.Server | http2.Http2SecureServer>(server: S): Promise<number> {
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  resources.add(server, (s) => {
-    if ('closeAllConnections' in s) s.closeAllConnections()
-    if (s.listening) s.close()
-  })
-  return (server.address() as AddressInfo).port
+/** `routes` behind the controller's `handle()`, for servers built by hand. */
+function handled(ka: KeepAliveController, handler: Handler): Handler {
+  return (req, res) => {
+    ka.handle(req, res)
+    handler(req, res)
+  }
 }
 
 async function startHttp(options: KeepAliveOptions = {}): Promise<{ ka: KeepAliveController; port: number; next(): Promise<void> }> {
-  const ka = createKeepAlive(options)
   const waiting: (() => void)[] = []
-  const server = http.createServer(routes(ka, waiting))
-  ka.attach(server)
-  return { ka, port: await listen(server), next: () => new Promise((resolve) => waiting.push(resolve)) }
+  const { controller, port } = await resources.startServer(options, routes(waiting))
+  return { ka: controller, port, next: () => new Promise((resolve) => waiting.push(resolve)) }
 }
 
 function nextClose(ka: KeepAliveController): Promise<CloseEvent> {
@@ -74,21 +68,16 @@ describe('connection tracking (http)', () => {
   it('tracks a connection from the moment it is accepted, before it sends a byte', async () => {
     const { ka, port } = await startHttp()
     const connected = new Promise((resolve) => ka.once('connection', resolve))
-    resources.add(await openRaw(port), (c) => c.socket.destroy())
+    resources.add(await connect(port), (c) => c.destroy())
     await connected
     expect(ka.stats()).toMatchObject({ connections: { open: 1, active: 0, idle: 1 }, requests: 0 })
   })
 
   describe('a connection the client closes', () => {
     async function closedByClient(): Promise<{ ka: KeepAliveController; serverSocketClosed: Promise<number> }> {
-      const ka = createKeepAlive()
-      const server = http.createServer((req, res) => {
-        ka.handle(req, res)
-        res.end('ok')
-      })
+      const { controller: ka, server, port } = await resources.startServer()
       const accepted = once(server, 'connection') as Promise<[import('node:net').Socket]>
-      ka.attach(server)
-      const raw = resources.add(await openRaw(await listen(server)), (c) => c.socket.destroy())
+      const raw = resources.add(await connect(port), (c) => c.destroy())
       await raw.request('/')
       const [socket] = await accepted
       const serverSocketClosed = once(socket, 'close').then(() => performance.now())
@@ -114,8 +103,8 @@ describe('connection tracking (http)', () => {
 
   it('counts a connection active while a request is in flight and idle after, with requests and reuse', async () => {
     const { ka, port, next } = await startHttp()
-    const a = resources.add(await openRaw(port), (c) => c.socket.destroy())
-    const b = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const a = resources.add(await connect(port), (c) => c.destroy())
+    const b = resources.add(await connect(port), (c) => c.destroy())
     const started = next()
     const slow = a.request('/slow?ms=150')
     await started
@@ -132,7 +121,7 @@ describe('connection tracking (http)', () => {
   it('closes a connection that never sends a request after timeout + grace, like an idle one', async () => {
     const { ka, port } = await startHttp({ timeout: 0.3, grace: 0.1 })
     const closed = nextClose(ka)
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     const event = await closed
     await raw.closed
     expect(event).toMatchObject({ reason: 'idleTimeout', requests: 0 })
@@ -142,18 +131,18 @@ describe('connection tracking (http)', () => {
 
   it('does not cut a request whose first bytes arrived before the idle timeout, on a new or a used connection', async () => {
     const { ka, port } = await startHttp({ timeout: 0.3, grace: 0.1 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     // A first request typed slowly: its first line is in before the 0.4 s idle window ends, the rest 0.8 s later.
-    raw.socket.write('GET /first HTTP/1.1\r\n')
+    raw.send('GET /first HTTP/1.1\r\n')
     await new Promise((resolve) => setTimeout(resolve, 800))
-    raw.socket.write('Host: localhost\r\n\r\n')
-    expect((await raw.response()).body).toBe('ok')
+    raw.send('Host: localhost\r\n\r\n')
+    expect((await raw.read()).body).toBe('ok')
     // The same after a response: bytes of the next request within the window keep the connection.
     await new Promise((resolve) => setTimeout(resolve, 200))
-    raw.socket.write('GET /second HTTP/1.1\r\n')
+    raw.send('GET /second HTTP/1.1\r\n')
     await new Promise((resolve) => setTimeout(resolve, 800))
-    raw.socket.write('Host: localhost\r\n\r\n')
-    expect((await raw.response()).body).toBe('ok')
+    raw.send('Host: localhost\r\n\r\n')
+    expect((await raw.read()).body).toBe('ok')
     expect(ka.stats().closes.idleTimeout).toBe(0)
     // Then silence: the connection is closed as idle.
     expect(await nextClose(ka)).toMatchObject({ reason: 'idleTimeout', requests: 2 })
@@ -161,7 +150,7 @@ describe('connection tracking (http)', () => {
 
   it('never idle-closes a connection while its request runs, and counts idle time from its last response', async () => {
     const { ka, port } = await startHttp({ timeout: 0.2, grace: 0.1 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     await raw.request('/')
     // Longer than the idle window: the connection is active, not idle, all along.
     const slow = await raw.request('/slow?ms=500')
@@ -178,15 +167,15 @@ describe('connection tracking (http)', () => {
 
   it('tracks every server attached to one controller and stops tracking a server once it closes', async () => {
     const ka = createKeepAlive()
-    const one = http.createServer(routes(ka, []))
-    const two = http.createServer(routes(ka, []))
+    const one = http.createServer(handled(ka, routes([])))
+    const two = http.createServer(handled(ka, routes([])))
     const ownListeners = one.listenerCount('connection')
     ka.attach(one)
     ka.attach(two)
     ka.attach(one) // attaching twice is a no-op
-    const [portOne, portTwo] = [await listen(one), await listen(two)]
-    const a = resources.add(await openRaw(portOne), (c) => c.socket.destroy())
-    const b = resources.add(await openRaw(portTwo), (c) => c.socket.destroy())
+    const [portOne, portTwo] = [await resources.listen(one), await resources.listen(two)]
+    const a = resources.add(await connect(portOne), (c) => c.destroy())
+    const b = resources.add(await connect(portTwo), (c) => c.destroy())
     await a.request('/')
     await b.request('/')
     expect(ka.stats()).toMatchObject({ connections: { open: 2 }, requests: 2 })
@@ -213,9 +202,9 @@ describe('connection tracking (http)', () => {
 describe('connection tracking (https and http2)', () => {
   it('tracks an https connection from its handshake, before any request', async () => {
     const ka = createKeepAlive()
-    const server = https.createServer({ key: fixture.key, cert: fixture.cert }, routes(ka, []))
+    const server = https.createServer({ key: fixture.key, cert: fixture.cert }, handled(ka, routes([])))
     ka.attach(server)
-    const port = await listen(server)
+    const port = await resources.listen(server)
     const connected = new Promise((resolve) => ka.once('connection', resolve))
     const socket = tls.connect({ host: '127.0.0.1', port, ca: fixture.cert, servername: 'localhost' })
     resources.add(socket, (s) => s.destroy())
@@ -245,7 +234,7 @@ describe('connection tracking (https and http2)', () => {
       else res.end('ok')
     })
     ka.attach(server)
-    const port = await listen(server)
+    const port = await resources.listen(server)
     const connected = new Promise((resolve) => ka.once('connection', resolve))
     const session = http2.connect(`https://127.0.0.1:${port}`, { ca: fixture.cert })
     resources.add(session, (s) => s.destroy())

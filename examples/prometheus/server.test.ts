@@ -1,68 +1,12 @@
 // Starts examples/prometheus/server.mjs as its own process, as a user would, serves requests on a
 // real keep-alive connection and scrapes /metrics between them. The example imports the built
 // packages: run `pnpm build` first (`pnpm test` does).
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { once } from 'node:events'
-import { fileURLToPath } from 'node:url'
-import { Client } from 'undici'
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { Client } from 'undici'
+import { describe, expect, it } from 'vitest'
+import { useExamples } from '../../test/helpers/example.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-
-const children = new Set<ChildProcessWithoutNullStreams>()
-const clients = new Set<Client>()
-
-beforeAll(() => {
-  const missing = ['core', 'prometheus'].filter((p) => !existsSync(`${root}packages/${p}/dist/index.js`))
-  if (missing.length > 0) throw new Error(`the example runs the built packages; run \`pnpm build\` first (missing dist of ${missing.join(', ')})`)
-})
-
-afterEach(async () => {
-  await Promise.all([...clients].map((client) => client.destroy()))
-  clients.clear()
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await once(child, 'exit')
-    }
-  }
-  children.clear()
-})
-
-interface Running {
-  url: string
-  child: ChildProcessWithoutNullStreams
-  exited: Promise<[number | null, NodeJS.Signals | null]>
-}
-
-async function start(): Promise<Running> {
-  const child = spawn(process.execPath, ['examples/prometheus/server.mjs'], { cwd: root, env: { ...process.env, PORT: '0' } })
-  children.add(child)
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-  let output = ''
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
-  child.stdout.setEncoding('utf8')
-  const url = await new Promise<string>((resolve, reject) => {
-    const onData = (chunk: string): void => {
-      output += chunk
-      const match = /^listening on (http:\/\/127\.0\.0\.1:\d+)$/m.exec(output)
-      if (match === null) return
-      child.stdout.off('data', onData)
-      child.stdout.resume()
-      resolve(match[1]!)
-    }
-    child.stdout.on('data', onData)
-    void exited.then(([code, signal]) => reject(new Error(`examples/prometheus exited (${code ?? signal}) before listening:\n${output}`)))
-  })
-  return { url, child, exited }
-}
-
-function client(url: string): Client {
-  const created = new Client(url, { pipelining: 1, keepAliveTimeoutThreshold: 0 })
-  clients.add(created)
-  return created
-}
+const { start, client } = useExamples(['core', 'prometheus'])
 
 /** Parses Prometheus text exposition into `name{labels}` → value. */
 function parse(text: string): Map<string, number> {
@@ -83,6 +27,11 @@ async function scrape(scraper: Client): Promise<Map<string, number>> {
   return parse(await response.body.text())
 }
 
+/** Checks the named samples of a scrape, each to exactly the value given. */
+function expectSamples(samples: Map<string, number>, expected: Readonly<Record<string, number>>): void {
+  expect(Object.fromEntries(Object.keys(expected).map((name) => [name, samples.get(name)]))).toEqual(expected)
+}
+
 async function get(on: Client, reset = false): Promise<Record<string, string | string[] | undefined>> {
   const response = await on.request({ method: 'GET', path: '/', reset })
   expect(await response.body.text()).toBe('hello\n')
@@ -91,41 +40,47 @@ async function get(on: Client, reset = false): Promise<Record<string, string | s
 
 describe('examples/prometheus/server.mjs', () => {
   it('serves /metrics whose counters and gauges move as requests are served and connections close', async () => {
-    const server = await start()
+    const server = await start('prometheus')
     const scraper = client(server.url)
 
     // A scrape is itself a request: it is active while collected, and counted once it has finished.
     let samples = await scrape(scraper)
-    expect(samples.get('keepalive_requests_total')).toBe(0)
-    expect(samples.get('keepalive_connections{state="active"}')).toBe(1)
-    expect(samples.get('keepalive_connections{state="idle"}')).toBe(0)
-    expect(samples.get('keepalive_timeout_seconds')).toBe(5)
-    expect(samples.get('keepalive_max_requests')).toBe(1000)
-    expect(samples.get('keepalive_load_ratio')).toBe(0)
-    expect(samples.get('keepalive_draining')).toBe(0)
+    expectSamples(samples, {
+      keepalive_requests_total: 0,
+      'keepalive_connections{state="active"}': 1,
+      'keepalive_connections{state="idle"}': 0,
+      keepalive_timeout_seconds: 5,
+      keepalive_max_requests: 1000,
+      keepalive_load_ratio: 0,
+      keepalive_draining: 0,
+    })
     expect(samples.has('process_cpu_user_seconds_total')).toBe(true)
 
     const user = client(server.url)
     for (let i = 0; i < 3; i++) expect((await get(user))['keep-alive']).toBe(`timeout=5, max=${999 - i}`)
     samples = await scrape(scraper)
-    expect(samples.get('keepalive_requests_total')).toBe(4)
-    expect(samples.get('keepalive_connections{state="active"}')).toBe(1)
-    expect(samples.get('keepalive_connections{state="idle"}')).toBe(1)
-    expect(samples.get('keepalive_requests_per_connection_count')).toBe(0)
+    expectSamples(samples, {
+      keepalive_requests_total: 4,
+      'keepalive_connections{state="active"}': 1,
+      'keepalive_connections{state="idle"}': 1,
+      keepalive_requests_per_connection_count: 0,
+    })
 
     // The fourth request asks for Connection: close; the server closes the connection after answering.
     const disconnected = once(user, 'disconnect')
     expect((await get(user, true)).connection).toBe('close')
     await disconnected
     samples = await scrape(scraper)
-    expect(samples.get('keepalive_requests_total')).toBe(6)
-    expect(samples.get('keepalive_connections{state="idle"}')).toBe(0)
-    expect(samples.get('keepalive_connection_closes_total{reason="client"}')).toBe(1)
-    expect(samples.get('keepalive_connection_closes_total{reason="idleTimeout"}')).toBe(0)
-    expect(samples.get('keepalive_requests_per_connection_count')).toBe(1)
-    expect(samples.get('keepalive_requests_per_connection_sum')).toBe(4)
-    expect(samples.get('keepalive_requests_per_connection_bucket{le="2"}')).toBe(0)
-    expect(samples.get('keepalive_requests_per_connection_bucket{le="5"}')).toBe(1)
+    expectSamples(samples, {
+      keepalive_requests_total: 6,
+      'keepalive_connections{state="idle"}': 0,
+      'keepalive_connection_closes_total{reason="client"}': 1,
+      'keepalive_connection_closes_total{reason="idleTimeout"}': 0,
+      keepalive_requests_per_connection_count: 1,
+      keepalive_requests_per_connection_sum: 4,
+      'keepalive_requests_per_connection_bucket{le="2"}': 0,
+      'keepalive_requests_per_connection_bucket{le="5"}': 1,
+    })
 
     server.child.kill('SIGTERM')
     expect(await server.exited).toEqual([0, null])

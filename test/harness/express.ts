@@ -1,9 +1,8 @@
 import { createRequire } from 'node:module'
 import { setTimeout as delay } from 'node:timers/promises'
 import { keepAlive } from '@keepalive/express'
-import type { KeepAliveOptions } from '@keepalive/core'
 import type { Express } from 'express'
-import { closeServer, delayOf, listening, running, type Harness, type StartConfig } from './harness.js'
+import { delayOf, listenerHarness, type Harness } from './harness.js'
 
 type ExpressFactory = typeof import('express')
 // The majors are installed under aliases; both are typed by the installed `@types/express`, which
@@ -37,22 +36,14 @@ function routes(app: Express): void {
 }
 
 function expressHarness(name: string, express: ExpressFactory): Harness {
-  return {
-    name,
-    hijack: false,
-    lazyAttach: true,
-    async start(options?: KeepAliveOptions, config: StartConfig = {}) {
-      const ka = keepAlive(options)
-      const app = express()
-      app.set('env', 'test') // the default error handler then answers 500 without logging the stack
-      app.use(ka)
-      routes(app)
-      const server = app.listen(0, '127.0.0.1')
-      const port = await listening(server)
-      if (config.attach !== false) ka.attach(server)
-      return running(server, port, ka, () => closeServer(server))
-    },
-  }
+  return listenerHarness(name, (options) => {
+    const controller = keepAlive(options)
+    const app = express()
+    app.set('env', 'test') // the default error handler then answers 500 without logging the stack
+    app.use(controller)
+    routes(app)
+    return { controller, app }
+  })
 }
 
 export const express4Harness = expressHarness('express4', express4)

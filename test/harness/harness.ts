@@ -83,3 +83,27 @@ export async function closeServer(server: Server): Promise<void> {
 export function running(server: Server, port: number, controller: KeepAliveController, close: () => Promise<void>): RunningServer {
   return { url: `http://127.0.0.1:${port}`, port, controller, server, close }
 }
+
+/** An application that starts its own node:http server, as `app.listen(port, host)` does in Express and Koa. */
+export interface Listener {
+  listen(port: number, host: string): Server
+}
+
+/**
+ * A harness for a target whose keep-alive controller can attach after listen or on the first request
+ * (node:http, Express, Koa): `build` registers the package with `options` and returns it with the app.
+ */
+export function listenerHarness(name: string, build: (options?: KeepAliveOptions) => { controller: KeepAliveController; app: Listener }): Harness {
+  return {
+    name,
+    hijack: false,
+    lazyAttach: true,
+    async start(options?: KeepAliveOptions, config: StartConfig = {}) {
+      const { controller, app } = build(options)
+      const server = app.listen(0, '127.0.0.1')
+      const port = await listening(server)
+      if (config.attach !== false) controller.attach(server)
+      return running(server, port, controller, () => closeServer(server))
+    },
+  }
+}

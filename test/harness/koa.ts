@@ -2,9 +2,8 @@ import { createRequire } from 'node:module'
 import { Readable } from 'node:stream'
 import { setTimeout as delay } from 'node:timers/promises'
 import { keepAlive } from '@keepalive/koa'
-import type { KeepAliveOptions } from '@keepalive/core'
 import type { Context } from 'koa'
-import { closeServer, delayOf, listening, running, type Harness, type StartConfig } from './harness.js'
+import { delayOf, listenerHarness, type Harness } from './harness.js'
 
 type KoaClass = typeof import('koa')
 // The majors are installed under aliases; both are typed by the installed `@types/koa`, which
@@ -42,22 +41,14 @@ async function routes(ctx: Context): Promise<void> {
 }
 
 function koaHarness(name: string, Koa: KoaClass): Harness {
-  return {
-    name,
-    hijack: false,
-    lazyAttach: true,
-    async start(options?: KeepAliveOptions, config: StartConfig = {}) {
-      const ka = keepAlive(options)
-      const app = new Koa()
-      app.silent = true // the 500 for /throw is expected: no stack on stderr
-      app.use(ka)
-      app.use(routes)
-      const server = app.listen(0, '127.0.0.1')
-      const port = await listening(server)
-      if (config.attach !== false) ka.attach(server)
-      return running(server, port, ka, () => closeServer(server))
-    },
-  }
+  return listenerHarness(name, (options) => {
+    const controller = keepAlive(options)
+    const app = new Koa()
+    app.silent = true // the 500 for /throw is expected: no stack on stderr
+    app.use(controller)
+    app.use(routes)
+    return { controller, app }
+  })
 }
 
 export const koa2Harness = koaHarness('koa2', Koa2)

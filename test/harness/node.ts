@@ -1,7 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { setTimeout as delay } from 'node:timers/promises'
 import { createKeepAlive } from '@keepalive/core'
-import { closeServer, delayOf, listening, running, type Harness } from './harness.js'
+import { delayOf, listenerHarness, type Harness } from './harness.js'
 
 function text(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body) })
@@ -38,22 +38,15 @@ async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
 }
 
 /** Raw node:http: `createKeepAlive` + `handle(req, res)` in the request handler + `attach(server)`. */
-export const nodeHarness: Harness = {
-  name: 'node:http',
-  hijack: false,
-  lazyAttach: true,
-  async start(options, config = {}) {
-    const controller = createKeepAlive(options)
-    const server = http.createServer((req, res) => {
-      controller.handle(req, res)
-      // Raw node has no framework to answer a throwing handler: this is its error response.
-      route(req, res).catch(() => {
-        if (!res.headersSent) text(res, 500, 'Internal Server Error')
-        else res.destroy()
-      })
+export const nodeHarness: Harness = listenerHarness('node:http', (options) => {
+  const controller = createKeepAlive(options)
+  const server = http.createServer((req, res) => {
+    controller.handle(req, res)
+    // Raw node has no framework to answer a throwing handler: this is its error response.
+    route(req, res).catch(() => {
+      if (!res.headersSent) text(res, 500, 'Internal Server Error')
+      else res.destroy()
     })
-    const port = await listening(server.listen(0, '127.0.0.1'))
-    if (config.attach !== false) controller.attach(server)
-    return running(server, port, controller, () => closeServer(server))
-  },
-}
+  })
+  return { controller, app: { listen: (port, host) => server.listen(port, host) } }
+})

@@ -116,6 +116,8 @@ function parseResponse(buffer: Buffer, ended: boolean, method: string): Parsed |
 }
 
 export interface ConnectOptions {
+  /** The address to connect to. @default '127.0.0.1' */
+  host?: string
   /** Speak TLS; the options are passed to `tls.connect` (give `ca`, `servername`, `ALPNProtocols`). */
   tls?: tls.ConnectionOptions
 }
@@ -186,7 +188,7 @@ export class RawClient {
   }
 
   /** Sends one request and reads its response. */
-  async request(path: string, options: RequestOptions = {}): Promise<RawResponse> {
+  async request(path = '/', options: RequestOptions = {}): Promise<RawResponse> {
     this.send(rawRequest(path, options))
     return this.read(options.method)
   }
@@ -209,11 +211,13 @@ export class RawClient {
   }
 }
 
-/** Opens a raw client to 127.0.0.1:`port`; resolves once connected (for TLS: once the handshake is done). */
+/**
+ * Opens a raw client to `port` on 127.0.0.1 (or `options.host`); resolves once connected (for TLS:
+ * once the handshake is done), rejects with the socket's error (e.g. ECONNREFUSED) if it cannot.
+ */
 export async function connect(port: number, options: ConnectOptions = {}): Promise<RawClient> {
-  const socket = options.tls
-    ? tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ...options.tls })
-    : net.connect({ host: '127.0.0.1', port })
+  const host = options.host ?? '127.0.0.1'
+  const socket = options.tls ? tls.connect({ host, port, servername: 'localhost', ...options.tls }) : net.connect({ host, port })
   const client = new RawClient(socket)
   await new Promise<void>((resolve, reject) => {
     const connected = (): void => {
@@ -250,6 +254,24 @@ export function fromHeaderObject(object: Readonly<Record<string, string | string
 /** Every value of a header, matched case-insensitively, in wire order. */
 export function header(response: HasHeaders, name: string): string[] {
   return headerValues(response.headers, name)
+}
+
+/** The connection-management headers of a response; `null` means the header is absent. */
+export interface ConnectionHeaders {
+  connection: string | null
+  keepAlive: string | null
+}
+
+/**
+ * `Connection` and `Keep-Alive`, each as one value (repeated lines joined with `, `, as Node joins
+ * them), for a whole-value `toEqual`. Header objects (Node's, undici's) go through `fromHeaderObject`.
+ */
+export function connectionHeaders(response: HasHeaders): ConnectionHeaders {
+  const pick = (name: string): string | null => {
+    const values = header(response, name)
+    return values.length === 0 ? null : values.join(', ')
+  }
+  return { connection: pick('connection'), keepAlive: pick('keep-alive') }
 }
 
 /** True if the response's `Connection` header asks to close the connection. */

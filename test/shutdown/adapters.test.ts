@@ -9,7 +9,7 @@ import { listening, type Harness } from '../harness/harness.js'
 import { koa2Harness, koa3Harness } from '../harness/koa.js'
 import { nodeHarness } from '../harness/node.js'
 import { nextRequestStart } from '../helpers/events.js'
-import { connectionHeaders, openRaw } from '../helpers/load.js'
+import { connect, connectionHeaders } from '../helpers/wire.js'
 import { useResources } from '../helpers/resources.js'
 
 const resources = useResources()
@@ -23,9 +23,9 @@ describe.each(harnesses.map((h) => [h.name, h] as const))('%s: controller.shutdo
   ] as const)('lets an in-flight request finish with Connection: close and closes an idle socket (%s)', async (_how, attach) => {
     const running = await harness.start({ grace: 0.2 }, { attach })
     resources.add(running, (r) => r.close())
-    const idle = resources.add(await openRaw(running.port), (c) => c.socket.destroy())
-    expect(connectionHeaders((await idle.request('/')).headers).connection).toBe('keep-alive')
-    const busy = resources.add(await openRaw(running.port), (c) => c.socket.destroy())
+    const idle = resources.add(await connect(running.port), (c) => c.destroy())
+    expect(connectionHeaders(await idle.request('/')).connection).toBe('keep-alive')
+    const busy = resources.add(await connect(running.port), (c) => c.destroy())
     const started = nextRequestStart(running.server)
     const response = busy.request('/slow?ms=200')
     await started
@@ -34,7 +34,7 @@ describe.each(harnesses.map((h) => [h.name, h] as const))('%s: controller.shutdo
     const res = await response
     await Promise.all([idle.closed, busy.closed])
     expect(res.status).toBe(200)
-    expect(connectionHeaders(res.headers)).toEqual({ connection: 'close', keepAlive: null })
+    expect(connectionHeaders(res)).toEqual({ connection: 'close', keepAlive: null })
     expect(report).toMatchObject({ closedIdle: 1, completed: 1, forced: 0 })
     expect(running.controller.stats()).toMatchObject({ connections: { open: 0 }, requests: 2, draining: true })
     expect(running.server.listening).toBe(false)
@@ -61,11 +61,11 @@ describe.each(fastifies)('%s: fastify.close()', (_name, create) => {
     const reports: ShutdownReport[] = []
     app.keepAlive.on('shutdown', (report) => reports.push(report))
 
-    const idle = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const idle = resources.add(await connect(port), (c) => c.destroy())
     const first = await idle.request('/')
     // Our timeout governs, not Fastify's 72 s default.
-    expect(connectionHeaders(first.headers)).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=5, max=999' })
-    const busy = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    expect(connectionHeaders(first)).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=5, max=999' })
+    const busy = resources.add(await connect(port), (c) => c.destroy())
     const started = nextRequestStart(app.server)
     const response = busy.request('/slow')
     await started
@@ -74,7 +74,7 @@ describe.each(fastifies)('%s: fastify.close()', (_name, create) => {
     const res = await response
     await Promise.all([idle.closed, busy.closed])
     expect(res).toMatchObject({ status: 200, body: 'slow' })
-    expect(connectionHeaders(res.headers)).toEqual({ connection: 'close', keepAlive: null })
+    expect(connectionHeaders(res)).toEqual({ connection: 'close', keepAlive: null })
     expect(reports).toHaveLength(1)
     expect(reports[0]).toMatchObject({ closedIdle: 1, completed: 1, forced: 0 })
     // close() waited for the drain: the report is the controller's shutdown promise's.

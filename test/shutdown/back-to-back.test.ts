@@ -4,7 +4,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { createKeepAlive, gracefulShutdown, type ShutdownReport } from '@keepalive/core'
 import { Pool } from 'undici'
 import { afterAll, describe, expect, it } from 'vitest'
-import { agentRequest, backToBack, poolRequest, watchUndiciWrites, type Failure, type Outcome, type Tally } from '../helpers/load.js'
+import { agentRequest, backToBack, poolRequest, watchUndiciWrites, type Failure, type Outcome, type Tally } from '../helpers/traffic.js'
 import { useResources } from '../helpers/resources.js'
 
 const resources = useResources()

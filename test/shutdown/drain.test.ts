@@ -1,18 +1,14 @@
 import { once } from 'node:events'
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { createKeepAlive, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
+import type { KeepAliveController, KeepAliveOptions } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
-import { connectionHeaders, openRaw } from '../helpers/load.js'
-import { useResources } from '../helpers/resources.js'
+import { connect, connectionHeaders } from '../helpers/wire.js'
+import { useResources, type StartedServer } from '../helpers/resources.js'
 
 const resources = useResources()
 
-interface Started {
+interface Started extends StartedServer {
   ka: KeepAliveController
-  server: http.Server
-  port: number
   /** Resolves with the path of each request as its handler starts; `next()` waits for the next one. */
   next(): Promise<string>
 }
@@ -22,10 +18,8 @@ interface Started {
  * Closed after the test even if it fails (sockets destroyed first).
  */
 async function start(options: KeepAliveOptions = {}): Promise<Started> {
-  const ka = createKeepAlive(options)
   const waiting: ((path: string) => void)[] = []
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
+  const started = await resources.startServer(options, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost')
     waiting.shift()?.(url.pathname)
     if (url.pathname === '/hang') return
@@ -33,12 +27,9 @@ async function start(options: KeepAliveOptions = {}): Promise<Started> {
     if (ms > 0) setTimeout(() => res.end('slow'), ms)
     else res.end('ok')
   })
-  ka.attach(server)
-  await resources.listen(server)
   return {
-    ka,
-    server,
-    port: (server.address() as AddressInfo).port,
+    ...started,
+    ka: started.controller,
     next: () => new Promise((resolve) => waiting.push(resolve)),
   }
 }
@@ -46,16 +37,16 @@ async function start(options: KeepAliveOptions = {}): Promise<Started> {
 describe('controller.shutdown()', () => {
   it('answers a request written on an idle keep-alive socket just after shutdown starts, with Connection: close', async () => {
     const { ka, port } = await start({ drainQuiet: 3 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     const first = await raw.request('/first')
-    expect(connectionHeaders(first.headers)).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=5, max=999' })
+    expect(connectionHeaders(first)).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=5, max=999' })
 
     const shutdown = ka.shutdown()
     // The client cannot know the server is draining: its next request is already on its way.
     const second = await raw.request('/second')
     expect(second.status).toBe(200)
     expect(second.body).toBe('ok')
-    expect(connectionHeaders(second.headers)).toEqual({ connection: 'close', keepAlive: null })
+    expect(connectionHeaders(second)).toEqual({ connection: 'close', keepAlive: null })
     await raw.closed
     const report = await shutdown
     expect(report).toMatchObject({ closedIdle: 0, completed: 1, forced: 0 })
@@ -66,26 +57,26 @@ describe('controller.shutdown()', () => {
 
   it('waits for a request whose first bytes are in when the quiet window ends, and answers it with Connection: close', async () => {
     const { ka, port } = await start({ drainQuiet: 0.3 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     await raw.request('/first')
-    raw.socket.write('GET /second HTTP/1.1\r\n')
+    raw.send('GET /second HTTP/1.1\r\n')
     const shutdown = ka.shutdown({ timeout: 5 })
     // Well past the 0.3 s quiet window before the request is whole.
     await new Promise((resolve) => setTimeout(resolve, 800))
-    raw.socket.write('Host: localhost\r\n\r\n')
-    const second = await raw.response()
+    raw.send('Host: localhost\r\n\r\n')
+    const second = await raw.read()
     expect(second.body).toBe('ok')
-    expect(connectionHeaders(second.headers)).toEqual({ connection: 'close', keepAlive: null })
+    expect(connectionHeaders(second)).toEqual({ connection: 'close', keepAlive: null })
     await raw.closed
     expect(await shutdown).toMatchObject({ closedIdle: 0, completed: 1, forced: 0 })
   })
 
   it('closes an idle socket once it has been quiet for drainQuiet seconds, and one that never sent a request', async () => {
     const { ka, port } = await start({ drainQuiet: 0.3 })
-    const used = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const used = resources.add(await connect(port), (c) => c.destroy())
     await used.request('/')
     const usedAt = performance.now()
-    const silent = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const silent = resources.add(await connect(port), (c) => c.destroy())
     const silentAt = performance.now()
     expect(ka.stats().connections).toEqual({ open: 2, active: 0, idle: 2 })
 
@@ -103,7 +94,7 @@ describe('controller.shutdown()', () => {
 
   it('lets an in-flight request finish, closes its socket after the response and counts it as completed', async () => {
     const { ka, port, next } = await start({ grace: 0.2 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     const started = next()
     const response = raw.request('/slow?ms=300')
     await started
@@ -113,7 +104,7 @@ describe('controller.shutdown()', () => {
     const res = await response
     await raw.closed
     expect(res.body).toBe('slow')
-    expect(connectionHeaders(res.headers)).toEqual({ connection: 'close', keepAlive: null })
+    expect(connectionHeaders(res)).toEqual({ connection: 'close', keepAlive: null })
     expect(report).toMatchObject({ closedIdle: 0, completed: 1, forced: 0 })
     expect(report.elapsed).toBeGreaterThan(0.2)
     expect(report.elapsed).toBeLessThan(2)
@@ -121,9 +112,9 @@ describe('controller.shutdown()', () => {
 
   it('destroys a request that never gets an answer at the deadline, counts it as forced and resolves in time', async () => {
     const { ka, port, next } = await start({ grace: 0.1 })
-    const hanging = resources.add(await openRaw(port), (c) => c.socket.destroy())
-    const slow = resources.add(await openRaw(port), (c) => c.socket.destroy())
-    const idle = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const hanging = resources.add(await connect(port), (c) => c.destroy())
+    const slow = resources.add(await connect(port), (c) => c.destroy())
+    const idle = resources.add(await connect(port), (c) => c.destroy())
     await idle.request('/')
     let started = next()
     const hung = hanging.request('/hang').then(
@@ -138,8 +129,8 @@ describe('controller.shutdown()', () => {
     const startedAt = performance.now()
     const report = await ka.shutdown({ timeout: 0.5 })
     const waited = (performance.now() - startedAt) / 1000
-    expect(await hung).toBe('socket closed before a full response')
-    expect(connectionHeaders((await slowResponse).headers)).toEqual({ connection: 'close', keepAlive: null })
+    expect(await hung).toBe('connection closed before a complete response')
+    expect(connectionHeaders(await slowResponse)).toEqual({ connection: 'close', keepAlive: null })
     await Promise.all([hanging.closed, slow.closed, idle.closed])
 
     expect(report).toMatchObject({ closedIdle: 1, completed: 1, forced: 1 })
@@ -162,7 +153,7 @@ describe('controller.shutdown()', () => {
 
   it('returns the same promise when called twice, even with other options', async () => {
     const { ka, port } = await start({ grace: 0.1 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     await raw.request('/')
     const first = ka.shutdown({ timeout: 5 })
     const second = ka.shutdown({ timeout: 0 })
@@ -174,11 +165,11 @@ describe('controller.shutdown()', () => {
 
   it('stops accepting new connections at once', async () => {
     const { ka, server, port } = await start({ grace: 0.2 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     await raw.request('/')
     const shutdown = ka.shutdown()
     expect(server.listening).toBe(false)
-    await expect(openRaw(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' })
+    await expect(connect(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' })
     await shutdown
   })
 })

@@ -1,8 +1,6 @@
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { createKeepAlive, type CloseEvent, type ConnectionEvent, type KeepAliveController, type KeepAliveOptions, type ShutdownReport } from '@keepalive/core'
+import { type CloseEvent, type ConnectionEvent, type KeepAliveController, type KeepAliveOptions, type ShutdownReport } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
-import { connectionHeaders, openRaw } from '../helpers/load.js'
+import { connect, connectionHeaders, rawRequest } from '../helpers/wire.js'
 import { useResources } from '../helpers/resources.js'
 
 const resources = useResources()
@@ -26,7 +24,11 @@ interface Started {
 
 /** A raw node:http server whose controller's events are all recorded; `/hang` never answers. */
 async function start(options: KeepAliveOptions): Promise<Started> {
-  const ka = createKeepAlive(options)
+  const waiting: (() => void)[] = []
+  const { controller: ka, port } = await resources.startServer(options, (req, res) => {
+    waiting.shift()?.()
+    if (req.url !== '/hang') res.end('ok')
+  })
   const events: Recorded = { connections: [], closes: [], draining: 0, shutdowns: [] }
   const closeWaiters: ((event: CloseEvent) => void)[] = []
   ka.on('connection', (event) => events.connections.push(event))
@@ -36,17 +38,9 @@ async function start(options: KeepAliveOptions): Promise<Started> {
   })
   ka.on('draining', () => events.draining++)
   ka.on('shutdown', (report) => events.shutdowns.push(report))
-  const waiting: (() => void)[] = []
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
-    waiting.shift()?.()
-    if (req.url !== '/hang') res.end('ok')
-  })
-  ka.attach(server)
-  await resources.listen(server)
   return {
     ka,
-    port: (server.address() as AddressInfo).port,
+    port,
     events,
     next: () => new Promise((resolve) => waiting.push(resolve)),
     nextClose: () => new Promise((resolve) => closeWaiters.push(resolve)),
@@ -65,10 +59,10 @@ describe('controller events', () => {
     const { ka, port, events } = await start({})
     const connected = (): Promise<ConnectionEvent> => new Promise((resolve) => ka.once('connection', resolve))
     let next = connected()
-    resources.add(await openRaw(port), (c) => c.socket.destroy())
+    resources.add(await connect(port), (c) => c.destroy())
     expect(await next).toEqual({ remoteAddress: '127.0.0.1', open: 1 })
     next = connected()
-    resources.add(await openRaw(port), (c) => c.socket.destroy())
+    resources.add(await connect(port), (c) => c.destroy())
     expect(await next).toEqual({ remoteAddress: '127.0.0.1', open: 2 })
     expect(events.connections).toHaveLength(2)
     expect(ka.stats()).toMatchObject({ connections: { open: 2, active: 0, idle: 2 }, requests: 0 })
@@ -76,7 +70,7 @@ describe('controller events', () => {
 
   it("emits 'close' with reason idleTimeout after the advertised timeout plus grace", async () => {
     const { ka, port, nextClose } = await start({ timeout: 0.3, grace: 0.1 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     const closed = nextClose()
     await raw.request('/')
     const event = await closed
@@ -89,10 +83,10 @@ describe('controller events', () => {
 
   it("emits 'close' with reason maxRequests when the max-th response closes the connection", async () => {
     const { ka, port, nextClose } = await start({ max: 2 })
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     const closed = nextClose()
-    expect(connectionHeaders((await raw.request('/')).headers)).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=5, max=1' })
-    expect(connectionHeaders((await raw.request('/')).headers)).toEqual({ connection: 'close', keepAlive: null })
+    expect(connectionHeaders(await raw.request('/'))).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=5, max=1' })
+    expect(connectionHeaders(await raw.request('/'))).toEqual({ connection: 'close', keepAlive: null })
     expect(await closed).toEqual(closeEvent('maxRequests', 2))
     await raw.closed
     expect(ka.stats().closes.maxRequests).toBe(1)
@@ -100,7 +94,7 @@ describe('controller events', () => {
 
   it("emits 'close' with reason client when the client hangs up", async () => {
     const { ka, port, nextClose } = await start({})
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     await raw.request('/')
     const closed = nextClose()
     raw.socket.end()
@@ -110,11 +104,11 @@ describe('controller events', () => {
 
   it("emits 'close' with reasons drain and forced during shutdown, 'draining' once and 'shutdown' with the report", async () => {
     const { ka, port, events, next } = await start({ grace: 0.1 })
-    const idle = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const idle = resources.add(await connect(port), (c) => c.destroy())
     await idle.request('/')
-    const hanging = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const hanging = resources.add(await connect(port), (c) => c.destroy())
     const started = next()
-    hanging.write('/hang')
+    hanging.send(rawRequest('/hang'))
     await started
 
     ka.drain()
@@ -135,18 +129,18 @@ describe('controller events', () => {
 
   it("emits 'close' with reasons perIp and evicted for the connection caps", async () => {
     const perIp = await start({ maxConnectionsPerIp: 1 })
-    const kept = resources.add(await openRaw(perIp.port), (c) => c.socket.destroy())
+    const kept = resources.add(await connect(perIp.port), (c) => c.destroy())
     await kept.request('/')
     const refusedClose = perIp.nextClose()
-    const refused = resources.add(await openRaw(perIp.port), (c) => c.socket.destroy())
+    const refused = resources.add(await connect(perIp.port), (c) => c.destroy())
     await refused.closed
     expect(await refusedClose).toEqual({ reason: 'perIp', requests: 0, age: 0, remoteAddress: '127.0.0.1' })
 
     const capped = await start({ maxConnections: 1 })
-    const oldest = resources.add(await openRaw(capped.port), (c) => c.socket.destroy())
+    const oldest = resources.add(await connect(capped.port), (c) => c.destroy())
     await oldest.request('/')
     const evictedClose = capped.nextClose()
-    const newcomer = resources.add(await openRaw(capped.port), (c) => c.socket.destroy())
+    const newcomer = resources.add(await connect(capped.port), (c) => c.destroy())
     await oldest.closed
     expect(await evictedClose).toEqual(closeEvent('evicted', 1))
     expect((await newcomer.request('/')).status).toBe(200)

@@ -1,9 +1,8 @@
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type http from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { createKeepAlive, gracefulShutdown, type KeepAliveController, type ShutdownReport } from '@keepalive/core'
+import { gracefulShutdown, type KeepAliveController, type ShutdownReport } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
-import { connectionHeaders, openRaw } from '../helpers/load.js'
+import { connect, connectionHeaders } from '../helpers/wire.js'
 import { useResources } from '../helpers/resources.js'
 
 const resources = useResources()
@@ -22,21 +21,20 @@ interface Started {
 }
 
 async function start(): Promise<Started> {
-  const ka = createKeepAlive({ grace: 0.2 })
   const waiting: (() => void)[] = []
   let ready: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | null = null
-  const server = http.createServer((req, res) => {
+  // Attached only: gracefulShutdown's drain needs no handle() call in the request handler.
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     waiting.shift()?.()
     if (req.url === '/hang') return
     if (req.url === '/ready' && ready !== null) ready(req, res)
     else res.end('ok')
-  })
-  ka.attach(server)
-  await resources.listen(server)
+  }
+  const { controller, server, port } = await resources.startServer({ grace: 0.2 }, handler, { handle: false })
   return {
-    ka,
+    ka: controller,
     server,
-    port: (server.address() as AddressInfo).port,
+    port,
     next: () => new Promise((resolve) => waiting.push(resolve)),
     readiness: (handler) => (ready = handler),
   }
@@ -72,8 +70,8 @@ describe('gracefulShutdown(server, options) with exit: false', () => {
     resources.add(graceful, (g) => g.dispose())
     readiness((req, res) => graceful.readiness(req, res))
     ka.on('draining', () => events.push('draining'))
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
-    expect(connectionHeaders((await raw.request('/')).headers).connection).toBe('keep-alive')
+    const raw = resources.add(await connect(port), (c) => c.destroy())
+    expect(connectionHeaders(await raw.request('/')).connection).toBe('keep-alive')
     expect(graceful.ready).toBe(true)
     expect(await raw.request('/ready')).toMatchObject({ status: 200, body: 'ok' })
 
@@ -87,10 +85,10 @@ describe('gracefulShutdown(server, options) with exit: false', () => {
     // (a proxy that still routes here keeps reusing its pooled connections rather than opening new ones).
     const probe = await raw.request('/ready')
     expect(probe).toMatchObject({ status: 503, body: 'shutting down' })
-    expect(connectionHeaders(probe.headers).connection).toBe('keep-alive')
+    expect(connectionHeaders(probe).connection).toBe('keep-alive')
     const during = await raw.request('/')
     expect(during.status).toBe(200)
-    expect(connectionHeaders(during.headers).connection).toBe('keep-alive')
+    expect(connectionHeaders(during).connection).toBe('keep-alive')
     expect(server.listening).toBe(true)
 
     const report = await done
@@ -123,7 +121,7 @@ describe('gracefulShutdown(server, options) with exit: false', () => {
       onShutdown: resolveDone,
     })
     resources.add(graceful, (g) => g.dispose())
-    const raw = resources.add(await openRaw(port), (c) => c.socket.destroy())
+    const raw = resources.add(await connect(port), (c) => c.destroy())
     const started = next()
     const hung = raw.request('/hang').catch((error: Error) => error.message)
     await started
@@ -134,7 +132,7 @@ describe('gracefulShutdown(server, options) with exit: false', () => {
     const signalledAt = performance.now()
     process.kill(process.pid, SIGNAL)
     await raw.closed
-    expect(await hung).toBe('socket closed before a full response')
+    expect(await hung).toBe('connection closed before a complete response')
     expect(logged).toContain('keepalive: second signal, closing every connection now')
     // The drain ended at once, without waiting for its 30 s deadline, and the hooks still ran.
     const report = await done

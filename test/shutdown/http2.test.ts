@@ -1,6 +1,5 @@
 import { once } from 'node:events'
 import http2, { type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2'
-import type { AddressInfo } from 'node:net'
 import { createKeepAlive, type KeepAliveController } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
 import { useResources } from '../helpers/resources.js'
@@ -28,15 +27,11 @@ async function start(): Promise<Started> {
     else res.end('ok')
   })
   ka.attach(server)
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  resources.add(server, (s) => {
-    if (s.listening) s.close()
-  })
+  const port = await resources.listen(server)
   return {
     ka,
     server,
-    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `https://127.0.0.1:${port}`,
     next: () => new Promise((resolve) => waiting.push(resolve)),
   }
 }

@@ -1,10 +1,10 @@
 import { once } from 'node:events'
 import http from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
-import { createKeepAlive, type ShutdownReport } from '@keepalive/core'
+import type { Socket } from 'node:net'
+import type { ShutdownReport } from '@keepalive/core'
 import { Pool } from 'undici'
 import { describe, expect, it } from 'vitest'
-import { agentRequest, poolRequest, watchUndiciWrites, type Outcome } from '../helpers/load.js'
+import { agentRequest, poolRequest, watchUndiciWrites, type Outcome } from '../helpers/traffic.js'
 import { useResources } from '../helpers/resources.js'
 
 const resources = useResources()
@@ -61,13 +61,11 @@ const clients: Record<string, Client> = {
 
 describe.each(Object.keys(clients))('shutdown() with %s: 200 requests over 64 keep-alive sockets', (clientName) => {
   it('answers every request already written with 200 and Connection: close, then closes every socket', async () => {
-    const ka = createKeepAlive()
     const inFlight = new Set<string>()
     let started = 0
     let resolveHalf!: () => void
     const half = new Promise<void>((resolve) => (resolveHalf = resolve))
-    const server = http.createServer((req, res) => {
-      ka.handle(req, res)
+    const { controller: ka, server, port } = await resources.startServer({}, (req, res) => {
       const path = req.url ?? ''
       const index = Number(path.split('/').pop())
       inFlight.add(path)
@@ -78,10 +76,8 @@ describe.each(Object.keys(clients))('shutdown() with %s: 200 requests over 64 ke
         res.end('done')
       }, 100 + ((index * 37) % 201))
     })
-    ka.attach(server)
-    await resources.listen(server)
     const serverClosed = once(server, 'close')
-    const client = resources.add(clients[clientName]!((server.address() as AddressInfo).port), (c) => c.close())
+    const client = resources.add(clients[clientName]!(port), (c) => c.close())
 
     const paths = Array.from({ length: REQUESTS }, (_, i) => `/work/${i}`)
     const outcomes = Promise.all(paths.map((path) => client.send(path)))

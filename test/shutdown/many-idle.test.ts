@@ -1,11 +1,7 @@
 import { execFileSync } from 'node:child_process'
-import { once } from 'node:events'
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { createKeepAlive } from '@keepalive/core'
 import { expect, it } from 'vitest'
-import { connectionHeaders, openRaw, type RawClient } from '../helpers/load.js'
+import { connect, connectionHeaders, type RawClient } from '../helpers/wire.js'
 import { useResources } from '../helpers/resources.js'
 
 const resources = useResources()
@@ -18,30 +14,18 @@ const SOCKETS = Number.isFinite(limit) ? Math.min(WANTED, Math.floor((limit - 25
 it(`closes ${SOCKETS} idle keep-alive sockets promptly once shutdown starts`, async () => {
   // If the descriptor limit is low the test opens fewer sockets; the name says how many.
   expect(SOCKETS).toBeGreaterThanOrEqual(Math.min(WANTED, 500))
-  const ka = createKeepAlive()
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
-    res.end('ok')
-  })
-  ka.attach(server)
-  server.listen({ port: 0, host: '127.0.0.1', backlog: 1024 })
-  await once(server, 'listening')
-  resources.add(server, (s) => {
-    s.closeAllConnections()
-    if (s.listening) s.close()
-  })
-  const { port } = server.address() as AddressInfo
+  const { controller: ka, port } = await resources.startServer({}, undefined, { backlog: 1024 })
 
   const clients: RawClient[] = []
-  resources.add(clients, (all) => all.forEach((c) => c.socket.destroy()))
+  resources.add(clients, (all) => all.forEach((c) => c.destroy()))
   // Opened in batches, each socket serving one request, so they are keep-alive sockets gone idle.
   for (let i = 0; i < SOCKETS; i += 200) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(200, SOCKETS - i) }, async () => {
-        const client = await openRaw(port)
+        const client = await connect(port)
         clients.push(client)
         const res = await client.request('/')
-        expect(connectionHeaders(res.headers).connection).toBe('keep-alive')
+        expect(connectionHeaders(res).connection).toBe('keep-alive')
         return client
       }),
     )

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { agentRequest, type Outcome } from '../helpers/load.js'
+import { agentRequest, type Outcome } from '../helpers/traffic.js'
 import { useResources } from '../helpers/resources.js'
 
 const resources = useResources()

@@ -1,6 +1,6 @@
-import { createHook } from 'node:async_hooks'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createLoadMonitor, createLoadSmoother, DELAY_FLOOR_MS, DELAY_SPAN_MS, delayToLoad, LOAD_STEP, SMOOTHING, type SignalSources } from '../src/load.js'
+import { refTimers, watchTimers } from '../../../test/helpers/timers.js'
 
 /** Feeds samples in order and returns every published value. */
 function feed(samples: readonly number[], smoother = createLoadSmoother()): number[] {
@@ -210,36 +210,22 @@ describe('createLoadMonitor', () => {
     })
 
     it('does not keep the process alive and is destroyed by stop()', async () => {
-      const refTimers = (): number => process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length
-      const created = new Set<number>()
-      let recording = false
-      let onDestroyed: () => void = () => {}
-      const destroyed = new Promise<void>((resolve) => (onDestroyed = resolve))
-      const hook = createHook({
-        init(id, type) {
-          if (recording && type === 'Timeout') created.add(id)
-        },
-        destroy(id) {
-          if (created.delete(id) && created.size === 0) onDestroyed()
-        },
-      }).enable()
+      const timers = watchTimers()
       try {
         let sampled: () => void = () => {}
         const firstSample = new Promise<void>((resolve) => (sampled = resolve))
         const monitor = createLoadMonitor(20, sources(), () => sampled())
         const before = refTimers()
-        recording = true
-        monitor.start()
-        recording = false
+        timers.record(() => monitor.start())
         // One timer, unref()'d: it never holds the process open, so it is not an active resource.
-        expect(created.size).toBe(1)
+        expect(timers.live).toBe(1)
         expect(refTimers()).toBe(before)
         await firstSample
         monitor.stop()
-        await destroyed
-        expect(created.size).toBe(0)
+        await timers.destroyed
+        expect(timers.live).toBe(0)
       } finally {
-        hook.disable()
+        timers.disable()
       }
     })
   })

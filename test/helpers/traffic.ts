@@ -1,23 +1,13 @@
+/**
+ * Client traffic for the drain tests: one request through a keep-alive `http.Agent` or an undici Pool,
+ * classified by where it failed (a reused socket, a fresh one, or no connection), and back-to-back
+ * load loops tallied by outcome.
+ */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { once } from 'node:events'
-import http, { type IncomingHttpHeaders } from 'node:http'
-import net, { type Socket } from 'node:net'
+import http from 'node:http'
+import type { Socket } from 'node:net'
 import type { Pool } from 'undici'
-
-/** The connection-management headers of a response; `null` means the header must be absent. */
-export interface ConnectionHeaders {
-  connection: string | null
-  keepAlive: string | null
-}
-
-export function connectionHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): ConnectionHeaders {
-  const pick = (name: string): string | null => {
-    const value = headers[name]
-    if (value === undefined) return null
-    return Array.isArray(value) ? value.join(', ') : value
-  }
-  return { connection: pick('connection'), keepAlive: pick('keep-alive') }
-}
+import { connectionHeaders, fromHeaderObject, type ConnectionHeaders } from './wire.js'
 
 /** What one request of a load run ended with. */
 export type Outcome =
@@ -69,7 +59,7 @@ export function agentRequest(agent: http.Agent, port: number, path: string, obse
     req.on('response', (res) => {
       res.resume()
       res.on('end', () => {
-        resolve({ kind: 'ok', path, status: res.statusCode ?? 0, headers: connectionHeaders(res.headers), reused: req.reusedSocket })
+        resolve({ kind: 'ok', path, status: res.statusCode ?? 0, headers: connectionHeaders(fromHeaderObject(res.headers)), reused: req.reusedSocket })
       })
       res.on('error', (error) => {
         resolve({ kind: 'failed', path, on: req.reusedSocket ? 'reused' : 'fresh', code: errorCode(error), localPort })
@@ -115,7 +105,7 @@ export async function poolRequest(pool: Pool, watch: { written: Map<string, Writ
     const res = await pool.request({ path, method: 'GET' })
     await res.body.dump()
     const before = watch.written.get(path)?.before ?? 0
-    return { kind: 'ok', path, status: res.statusCode, headers: connectionHeaders(res.headers), reused: before > 0 }
+    return { kind: 'ok', path, status: res.statusCode, headers: connectionHeaders(fromHeaderObject(res.headers)), reused: before > 0 }
   } catch (error) {
     const where = watch.written.get(path)
     if (where === undefined) return { kind: 'failed', path, on: 'connect', code: errorCode(error), localPort: null }
@@ -166,90 +156,4 @@ export async function backToBack(workers: number, send: (path: string) => Promis
   }
   await Promise.all(Array.from({ length: workers }, (_, worker) => loop(worker)))
   return tally
-}
-
-/** An HTTP/1.1 response read off a raw socket. */
-export interface RawResponse {
-  status: number
-  headers: Record<string, string>
-  body: string
-}
-
-/** A raw `net` client speaking HTTP/1.1 by hand: exact bytes, one response at a time (Content-Length bodies). */
-export interface RawClient {
-  readonly socket: Socket
-  /** Resolves once the socket has closed. */
-  readonly closed: Promise<void>
-  /** Writes a request and resolves with its response. */
-  request(path: string, headers?: Readonly<Record<string, string>>): Promise<RawResponse>
-  /** Writes a request without waiting for anything. */
-  write(path: string, headers?: Readonly<Record<string, string>>): void
-  /** Resolves with the next response on the socket. */
-  response(): Promise<RawResponse>
-}
-
-export async function openRaw(port: number): Promise<RawClient> {
-  const socket = net.connect({ host: '127.0.0.1', port })
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
-  await once(socket, 'connect')
-  socket.on('error', () => {}) // a reset shows as 'close'; the test asserts on what it expected
-  let buffer = Buffer.alloc(0)
-  let waiting: { resolve: (res: RawResponse) => void; reject: (error: Error) => void } | null = null
-  let ended = false
-
-  function tryParse(): void {
-    if (waiting === null) return
-    const end = buffer.indexOf('\r\n\r\n')
-    if (end === -1) return
-    const [statusLine = '', ...lines] = buffer.subarray(0, end).toString('latin1').split('\r\n')
-    const headers: Record<string, string> = {}
-    for (const line of lines) {
-      const colon = line.indexOf(':')
-      const name = line.slice(0, colon).trim().toLowerCase()
-      const value = line.slice(colon + 1).trim()
-      headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`
-    }
-    const length = Number(headers['content-length'] ?? 0)
-    if (buffer.length < end + 4 + length) return
-    const body = buffer.subarray(end + 4, end + 4 + length).toString('utf8')
-    buffer = buffer.subarray(end + 4 + length)
-    const { resolve } = waiting
-    waiting = null
-    resolve({ status: Number(statusLine.split(' ')[1]), headers, body })
-  }
-
-  socket.on('data', (chunk: Buffer) => {
-    buffer = Buffer.concat([buffer, chunk])
-    tryParse()
-  })
-  void closed.then(() => {
-    ended = true
-    waiting?.reject(new Error('socket closed before a full response'))
-  })
-
-  function write(path: string, headers: Readonly<Record<string, string>> = {}): void {
-    let head = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`
-    for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`
-    socket.write(`${head}\r\n`)
-  }
-
-  function response(): Promise<RawResponse> {
-    return new Promise((resolve, reject) => {
-      waiting = { resolve, reject }
-      tryParse()
-      if (waiting !== null && ended) reject(new Error('socket closed before a full response'))
-    })
-  }
-
-  return {
-    socket,
-    closed,
-    write,
-    response,
-    request(path, headers) {
-      const next = response()
-      write(path, headers)
-      return next
-    },
-  }
 }
