@@ -11,6 +11,7 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 /** Each suite's section header and the title its table starts with. */
 const SUITES: Record<string, RegExp[]> = {
   overhead: [/^overhead: hello-world JSON/m],
+  like: [/^like with like: CPU µs per request/m],
   decision: [/^per-response cost/m],
   gain: [/^keep-alive gain:/m],
   shutdown: [/^shutdown, idle sockets used just before the call/m, /^shutdown, idle sockets quiet for longer than grace/m],

@@ -8,7 +8,7 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { benchDir, createLoadGenerator, pinning, rootDir, warn, wrkVersion } from './lib/util.mjs'
 
-const SUITES = ['overhead', 'decision', 'gain', 'shutdown', 'memory', 'pressure']
+const SUITES = ['overhead', 'like', 'decision', 'gain', 'shutdown', 'memory', 'pressure']
 
 function parseArgs(argv) {
   const args = { quick: false, pairs: undefined, seconds: undefined, suites: [] }
@@ -45,7 +45,7 @@ for (const pkg of ['core', 'express', 'koa', 'fastify']) {
 }
 
 const started = new Date()
-const needsLoad = args.suites.some((s) => s === 'overhead' || s === 'gain')
+const needsLoad = args.suites.some((s) => s === 'overhead' || s === 'like' || s === 'gain')
 const load = needsLoad ? createLoadGenerator({ quick: args.quick }) : null
 const pins = pinning()
 const environment = {

@@ -1,6 +1,6 @@
 // The whole test suite, as `pnpm test` runs it: build, type-check, lint, every vitest suite on this
 // Node.js, the benchmark scripts in quick mode (alone, as they load both cores), then the wire-level
-// suites (conformance, HTTPS/HTTP/2, shutdown) again on Node 22 and 24.
+// suites (conformance, HTTPS/HTTP/2, shutdown) again on Node 22, 24 and 26.
 // Ends with one line "N passed, N failed" and writes the same figures to .cache/test-summary.json.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -15,7 +15,7 @@ const args = process.argv.slice(2)
 const quick = args.includes('--no-matrix') || process.env.KEEPALIVE_NO_MATRIX === '1'
 /** The suites that run on every Node.js version of the matrix. */
 const MATRIX_SUITES = ['test/conformance', 'test/header-paths.test.ts', 'test/node-versions.test.ts', 'test/https.test.ts', 'test/http2.test.ts', 'test/shutdown', 'test/tracking.test.ts']
-const MATRIX_MAJORS = [22, 24]
+const MATRIX_MAJORS = [22, 24, 26]
 
 let passed = 0
 let failed = 0

@@ -239,6 +239,12 @@ serveCommands(
       return { heapUsed: m.heapUsed, rss: m.rss, external: m.external, usedHeapSize: h.used_heap_size, malloced: h.malloced_memory }
     },
     stats: () => controller?.stats() ?? null,
+    // This process's CPU time so far, user + system, in microseconds: the overhead suite reads it
+    // before and after each measured run, so IPC and warm-up fall outside the window.
+    cpu: () => {
+      const { user, system } = process.cpuUsage()
+      return user + system
+    },
     connections: () => new Promise((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n)))),
     awaitInflight: ({ n }) => (inflight >= n ? null : new Promise((resolve) => inflightWaiters.push({ n, resolve }))),
     shutdown,

@@ -1,7 +1,8 @@
 // Installs the packed packages into a fresh project outside the workspace, as a user would, and
-// checks they load from require() and import, type-check under node16 and bundler resolution, and
-// serve a response with the policy's headers through each adapter.
+// checks they load from require() and import, type-check under node16 and bundler resolution, serve
+// a response with the policy's headers through each adapter, and that the CLI's bin runs.
 import { execFile } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,7 +11,33 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const run = promisify(execFile)
 const root = join(import.meta.dirname, '..', '..')
-const PACKAGES = ['core', 'express', 'koa', 'fastify'] as const
+/** Every published package, by its folder under packages/; a new package is one more line. */
+const PACKAGES = [
+  'core',
+  'express',
+  'koa',
+  'fastify',
+  'prometheus',
+  'otel',
+  'cli',
+] as const
+/** What the consumer installs for each peer dependency of a published package. */
+const PEERS: Record<string, string> = {
+  express: 'express@5',
+  koa: 'koa@3',
+  fastify: 'fastify@5',
+  'prom-client': 'prom-client@15',
+  '@opentelemetry/api': '@opentelemetry/api@1.9',
+}
+
+interface Manifest {
+  name: string
+  private?: boolean
+  bin?: Record<string, string>
+  peerDependencies?: Record<string, string>
+}
+const manifest = (dir: string): Manifest => JSON.parse(readFileSync(join(root, 'packages', dir, 'package.json'), 'utf8')) as Manifest
+const names = PACKAGES.map((dir) => manifest(dir).name)
 let project = ''
 
 async function sh(command: string, args: string[], cwd: string): Promise<string> {
@@ -22,14 +49,23 @@ beforeAll(async () => {
   project = await mkdtemp(join(tmpdir(), 'keepalive-consumer-'))
   const packs = join(project, 'packs')
   await mkdir(packs)
-  for (const name of PACKAGES) await sh('pnpm', ['pack', '--pack-destination', packs], join(root, 'packages', name))
+  for (const dir of PACKAGES) await sh('pnpm', ['pack', '--pack-destination', packs], join(root, 'packages', dir))
   const tarballs = (await readdir(packs)).map((file) => join(packs, file))
   await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, version: '1.0.0' }))
-  await sh('npm', ['install', '--no-package-lock', ...tarballs, 'express@5', 'koa@3', 'fastify@5', '@types/node@20'], project)
-}, 240_000)
+  await sh('npm', ['install', '--no-package-lock', ...tarballs, ...Object.values(PEERS), '@types/node@20'], project)
+}, 300_000)
 
 afterAll(async () => {
   if (project !== '') await rm(project, { recursive: true, force: true })
+})
+
+describe('the list of published packages', () => {
+  it('names every package under packages/ that is not private, and a consumer install for each peer dependency', () => {
+    const published = readdirSync(join(root, 'packages')).filter((dir) => manifest(dir).private !== true)
+    expect([...PACKAGES].sort()).toEqual(published.sort())
+    const peers = new Set(PACKAGES.flatMap((dir) => Object.keys(manifest(dir).peerDependencies ?? {})))
+    expect([...peers].sort()).toEqual(Object.keys(PEERS).sort())
+  })
 })
 
 describe('packed packages in a fresh project', () => {
@@ -64,13 +100,20 @@ console.log(JSON.stringify({ header: formatKeepAlive({ timeout: 5, max: 9 }), st
   })
 
   it.each(['node16', 'bundler'] as const)('type-check a TypeScript consumer with moduleResolution %s', async (resolution) => {
+    // Every package's whole public surface, so each declaration file is read and checked.
+    const everyPackage = names.map((name, i) => `import * as p${i} from '${name}'\nvoid p${i}\n`).join('')
     const source = `import http from 'node:http'
 import { createKeepAlive, type KeepAliveStats, type ShutdownReport } from '@keepalive/core'
 import { keepAlive } from '@keepalive/express'
 import koaKeepAlive from '@keepalive/koa'
 import fastifyKeepAlive from '@keepalive/fastify'
 import Fastify from 'fastify'
-
+import { registerKeepAliveMetrics, type KeepAliveMetrics } from '@keepalive/prometheus'
+import { registerKeepAliveInstruments } from '@keepalive/otel'
+import { probe, formatResult, type ProbeResult } from '@keepalive/cli'
+import { Registry } from 'prom-client'
+import { metrics } from '@opentelemetry/api'
+${everyPackage}
 const ka = createKeepAlive({ timeout: 65, adaptive: { from: 0.6 } })
 const server = http.createServer((req, res) => { ka.handle(req, res); res.end() })
 ka.attach(server)
@@ -85,11 +128,17 @@ app.register(fastifyKeepAlive, { timeout: 10 })
 app.after(() => { const s: KeepAliveStats = app.keepAlive.stats(); void s })
 // @ts-expect-error unknown options are rejected by the types too
 createKeepAlive({ maxage: 3 })
-void open; void report
+const prom: KeepAliveMetrics = registerKeepAliveMetrics(ka, { registry: new Registry() })
+registerKeepAliveInstruments(ka, { meter: metrics.getMeter('consumer') }).unregister()
+const probed: Promise<ProbeResult> = probe('http://127.0.0.1:1/', { maxWait: 1 })
+probed.then((result) => formatResult(result), () => {})
+void open; void report; void prom
 `
     const dir = join(project, `ts-${resolution}`)
     await mkdir(dir, { recursive: true })
     await writeFile(join(dir, resolution === 'node16' ? 'consumer.mts' : 'consumer.ts'), source)
+    // Under node16 a .cts file resolves every package through its `require` types (.d.cts).
+    if (resolution === 'node16') await writeFile(join(dir, 'consumer.cts'), `${everyPackage}export {}\n`)
     await writeFile(
       join(dir, 'tsconfig.json'),
       JSON.stringify({
@@ -150,4 +199,57 @@ console.log(JSON.stringify(out))
     const out = JSON.parse(await sh(process.execPath, ['serve.mjs'], project))
     expect(out).toEqual({ raw: 'timeout=5, max=9', express: 'timeout=5, max=9', koa: 'timeout=5, max=9', fastify: 'timeout=5, max=9' })
   }, 60_000)
+
+  it('gives every package the same named exports from require() and import', async () => {
+    await writeFile(
+      join(project, 'exports.mjs'),
+      `import { createRequire } from 'node:module'
+const require = createRequire(import.meta.url)
+const out = {}
+for (const name of ${JSON.stringify(names)}) {
+  const cjs = Object.keys(require(name)).filter((key) => key !== '__esModule').sort()
+  const esm = Object.keys(await import(name)).filter((key) => key !== 'module.exports').sort()
+  out[name] = { cjs, esm }
+}
+console.log(JSON.stringify(out))`,
+    )
+    const out = JSON.parse(await sh(process.execPath, ['exports.mjs'], project)) as Record<string, { cjs: string[]; esm: string[] }>
+    expect(Object.keys(out)).toEqual(names)
+    for (const name of names) {
+      expect(out[name]!.cjs.length, `${name} exports something`).toBeGreaterThan(0)
+      expect(out[name]!.esm, name).toEqual(out[name]!.cjs)
+    }
+    expect(out['@keepalive/prometheus']!.esm).toContain('registerKeepAliveMetrics')
+    expect(out['@keepalive/otel']!.esm).toContain('registerKeepAliveInstruments')
+    expect(out['@keepalive/cli']!.esm).toEqual(expect.arrayContaining(['formatResult', 'probe']))
+  })
+
+  it('reports a controller through the Prometheus and OpenTelemetry packages, from require() and import', async () => {
+    const body = (load: (name: string) => string): string => `const { createKeepAlive } = ${load('@keepalive/core')}
+const { registerKeepAliveMetrics } = ${load('@keepalive/prometheus')}
+const { registerKeepAliveInstruments } = ${load('@keepalive/otel')}
+const { Registry } = ${load('prom-client')}
+const { metrics } = ${load('@opentelemetry/api')}
+const ka = createKeepAlive()
+const registry = new Registry()
+const prom = registerKeepAliveMetrics(ka, { registry })
+const otel = registerKeepAliveInstruments(ka, { meter: metrics.getMeter('consumer') })
+registry.metrics().then((text) => {
+  console.log(JSON.stringify({ timeout: /^keepalive_timeout_seconds 5$/m.test(text), otel: typeof otel.unregister }))
+  prom.unregister()
+  otel.unregister()
+})
+`
+    await writeFile(join(project, 'metrics.cjs'), body((name) => `require('${name}')`))
+    await writeFile(join(project, 'metrics.mjs'), body((name) => `await import('${name}')`))
+    for (const file of ['metrics.cjs', 'metrics.mjs']) {
+      expect(JSON.parse(await sh(process.execPath, [file], project)), file).toEqual({ timeout: true, otel: 'function' })
+    }
+  }, 60_000)
+
+  it('runs keepalive --help from the installed bin', async () => {
+    expect(manifest('cli').bin).toEqual({ keepalive: './dist/cli.js' })
+    const out = await sh(join(project, 'node_modules', '.bin', 'keepalive'), ['--help'], project)
+    expect(out).toMatch(/^Usage: keepalive probe <url> \[options\]$/m)
+  })
 })

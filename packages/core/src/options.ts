@@ -100,6 +100,13 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   }
   const maxConnections = given(o.maxConnections) ? count('maxConnections', o.maxConnections) : Infinity
   const maxConnectionsPerIp = given(o.maxConnectionsPerIp) ? count('maxConnectionsPerIp', o.maxConnectionsPerIp) : Infinity
+  if (behindIdle !== undefined && maxConnectionsPerIp !== Infinity) {
+    // Behind a proxy every connection comes from the proxy's address: the cap would throttle the proxy itself.
+    process.emitWarning(
+      `keepalive: "maxConnectionsPerIp" (${maxConnectionsPerIp}) caps connections per remote address, and behind a proxy every connection comes from the proxy: it limits the proxy's connection pool, not its clients`,
+      { type: 'KeepAliveWarning', code: 'KEEPALIVE_PER_IP_BEHIND_PROXY' },
+    )
+  }
 
   let adaptive: ResolvedAdaptive | null = null
   if (given(o.adaptive) && o.adaptive !== false) {

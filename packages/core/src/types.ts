@@ -43,7 +43,12 @@ export interface KeepAliveOptions {
   drainQuiet?: number
   /** Open-connection cap; over it the longest-idle connections are closed first. @default Infinity */
   maxConnections?: number
-  /** Open connections per remote address; a new one over the cap is closed at once. @default Infinity */
+  /**
+   * Open connections per remote address; a new one over the cap is closed at once. Behind a proxy or
+   * load balancer every connection comes from the proxy's address, so this caps the proxy's own
+   * connection pool, not its clients (set together with `behind`, it emits a `KEEPALIVE_PER_IP_BEHIND_PROXY` warning).
+   * @default Infinity
+   */
   maxConnectionsPerIp?: number
   /** Shrink timeout and max with load, and shed keep-alive under overload. @default false */
   adaptive?: boolean | AdaptiveOptions

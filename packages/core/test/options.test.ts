@@ -399,6 +399,69 @@ describe('options: defaults', () => {
   })
 })
 
+describe('options: maxConnectionsPerIp behind a proxy', () => {
+  /** The warnings createKeepAlive emitted, as the process' 'warning' listeners receive them. */
+  async function warningsOf(input: KeepAliveOptions): Promise<(Error & { code?: string })[]> {
+    const seen: (Error & { code?: string })[] = []
+    const onWarning = (warning: Error & { code?: string }): void => {
+      if (warning.name === 'KeepAliveWarning') seen.push(warning)
+    }
+    process.on('warning', onWarning)
+    try {
+      createKeepAlive(input)
+      // Node emits 'warning' from a process.nextTick queued by emitWarning: this one runs after it.
+      await new Promise((resolve) => process.nextTick(resolve))
+    } finally {
+      process.off('warning', onWarning)
+    }
+    return seen
+  }
+
+  it('warns with code KEEPALIVE_PER_IP_BEHIND_PROXY when behind is set with a per-address cap', async () => {
+    const warnings = await warningsOf({ behind: { idleTimeout: 60 }, maxConnectionsPerIp: 4 })
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]!.code).toBe('KEEPALIVE_PER_IP_BEHIND_PROXY')
+    expect(warnings[0]!.message).toBe(
+      'keepalive: "maxConnectionsPerIp" (4) caps connections per remote address, and behind a proxy every connection comes from the proxy: it limits the proxy\'s connection pool, not its clients',
+    )
+  })
+
+  it.each<[string, KeepAliveOptions]>([
+    ['behind alone', { behind: { idleTimeout: 60 } }],
+    ['maxConnectionsPerIp alone', { maxConnectionsPerIp: 4 }],
+    ['behind with maxConnectionsPerIp: Infinity', { behind: { idleTimeout: 60 }, maxConnectionsPerIp: Infinity }],
+    ['behind with maxConnectionsPerIp undefined', { behind: { idleTimeout: 60 }, maxConnectionsPerIp: undefined }],
+  ])('does not warn for %s', async (_name, input) => {
+    expect(await warningsOf(input)).toEqual([])
+  })
+
+  it('still builds the controller, cap included, when it warns', async () => {
+    const ka = createKeepAlive({ behind: { idleTimeout: 60 }, maxConnectionsPerIp: 1 })
+    const server = http.createServer((req, res) => {
+      ka.handle(req, res)
+      res.end('ok')
+    })
+    ka.attach(server)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const port = (server.address() as AddressInfo).port
+    const first = net.connect(port, '127.0.0.1')
+    const second = net.connect(port, '127.0.0.1')
+    try {
+      await once(first, 'connect')
+      // The second connection from the same address is over the cap: closed before any request.
+      await once(second, 'close')
+      expect(ka.stats().closes.perIp).toBe(1)
+      expect(ka.stats().timeout).toBe(65)
+    } finally {
+      first.destroy()
+      second.destroy()
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})
+
 describe('options: ownership', () => {
   function deepFreeze<T>(value: T): T {
     if (typeof value === 'object' && value !== null) {

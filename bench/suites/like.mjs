@@ -1,0 +1,93 @@
+// Like with like: CPU time per request and req/s of keepalive at its defaults against the bare
+// framework, and against the bare framework recycling connections as often (Node's own
+// maxRequestsPerSocket: 1000, keepalive's default `max`), with a bare-vs-bare (A/A) line in the same
+// output so the machine's noise is visible next to the differences.
+//
+// Each comparison runs in ABBA pairs: fresh server processes for A and B, then A, B, B, A for
+// `seconds` each, so a drift during the pair hits both sides alike. A pair's ratio is B's total
+// over A's total; the table gives the median ratio over the pairs and their range. CPU per request
+// is the server's own process.cpuUsage() (user + system) over each measured run, divided by the
+// requests the load generator completed in it.
+import { configArg, fmtInt, fmtPct, median, pinning, printTable, startChild } from '../lib/util.mjs'
+import { FRAMEWORKS } from './overhead.mjs'
+
+/** The comparisons per framework: B against A. `aa` is the same bare server twice. */
+export const COMPARISONS = [
+  { name: 'A/A: bare vs bare', a: {}, b: {} },
+  { name: 'ours (defaults) vs bare', a: {}, b: { keepalive: {} } },
+  { name: 'ours (defaults) vs bare + maxRequestsPerSocket: 1000', a: { maxRequestsPerSocket: 1000 }, b: { keepalive: {} } },
+]
+
+/** One measured run: req/s, requests and the server's CPU µs over the run. */
+async function measure(ctx, server, connections, seconds) {
+  const before = await server.call('cpu')
+  const load = await ctx.load.run({ url: `http://127.0.0.1:${server.info.port}/`, connections, seconds })
+  const after = await server.call('cpu')
+  return { rps: load.rps, requests: load.requests, cpuUs: after - before, errors: load.errors + load.non2xx }
+}
+
+/** ABBA pairs of one comparison; returns each pair's totals per side. */
+export async function abbaPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections }) {
+  const results = []
+  for (let pair = 0; pair < pairs; pair++) {
+    const config = (side) => configArg({ framework, keepalive: null, ...side })
+    const a = await startChild('server.mjs', [config(comparison.a)], { cpu: pinning()?.server ?? null })
+    let b = null
+    try {
+      b = await startChild('server.mjs', [config(comparison.b)], { cpu: pinning()?.server ?? null })
+      if (warmupSeconds > 0) {
+        for (const s of [a, b]) await ctx.load.run({ url: `http://127.0.0.1:${s.info.port}/`, connections, seconds: warmupSeconds })
+      }
+      const runs = { a: [], b: [] }
+      for (const side of ['a', 'b', 'b', 'a']) runs[side].push(await measure(ctx, side === 'a' ? a : b, connections, seconds))
+      const total = (rs) => ({
+        rps: rs.reduce((sum, r) => sum + r.rps, 0) / rs.length,
+        requests: rs.reduce((sum, r) => sum + r.requests, 0),
+        cpuUs: rs.reduce((sum, r) => sum + r.cpuUs, 0),
+        errors: rs.reduce((sum, r) => sum + r.errors, 0),
+      })
+      results.push({ a: total(runs.a), b: total(runs.b) })
+    } finally {
+      await a.stop()
+      await b?.stop()
+    }
+  }
+  return results
+}
+
+const cpuPerRequest = (side) => side.cpuUs / side.requests
+const range = (ratios) => `${fmtPct((median(ratios) - 1) * 100, 2)} (${fmtPct((Math.min(...ratios) - 1) * 100, 1)} … ${fmtPct((Math.max(...ratios) - 1) * 100, 1)})`
+
+export async function run(ctx) {
+  const pairs = ctx.pairs ?? (ctx.quick ? 1 : 10)
+  const seconds = ctx.seconds ?? (ctx.quick ? 0.5 : 2)
+  const warmupSeconds = ctx.quick ? 0 : 1
+  const connections = 50
+  const rows = []
+  const result = { pairs, seconds, connections, frameworks: {} }
+  for (const { label, framework } of FRAMEWORKS) {
+    result.frameworks[label] = {}
+    for (const comparison of COMPARISONS) {
+      const measured = await abbaPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections })
+      const cpuRatios = measured.map((p) => cpuPerRequest(p.b) / cpuPerRequest(p.a))
+      const rpsRatios = measured.map((p) => p.b.rps / p.a.rps)
+      result.frameworks[label][comparison.name] = { pairs: measured, cpuRatio: median(cpuRatios), rpsRatio: median(rpsRatios) }
+      rows.push([
+        label,
+        comparison.name,
+        median(measured.map((p) => cpuPerRequest(p.a))).toFixed(2),
+        median(measured.map((p) => cpuPerRequest(p.b))).toFixed(2),
+        range(cpuRatios),
+        `${fmtInt(median(measured.map((p) => p.a.rps)))} / ${fmtInt(median(measured.map((p) => p.b.rps)))}`,
+        range(rpsRatios),
+        String(measured.reduce((sum, p) => sum + p.a.errors + p.b.errors, 0)),
+      ])
+    }
+  }
+  printTable(
+    `like with like: CPU µs per request (server process.cpuUsage() / requests served) and req/s, ${pairs} ABBA pair(s) × 4 runs of ${seconds} s, ${ctx.load.name}, ${connections} connections, fresh servers per pair`,
+    ['framework', 'B vs A', 'CPU µs/req A', 'CPU µs/req B', 'CPU/req change: median (pair range)', 'req/s A / B', 'req/s change: median (pair range)', 'errors'],
+    rows,
+  )
+  return result
+}
