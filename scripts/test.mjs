@@ -14,7 +14,7 @@ mkdirSync(cache, { recursive: true })
 const args = process.argv.slice(2)
 const quick = args.includes('--no-matrix') || process.env.KEEPALIVE_NO_MATRIX === '1'
 /** The suites that run on every Node.js version of the matrix. */
-const MATRIX_SUITES = ['test/conformance', 'test/header-paths.test.ts', 'test/node-versions.test.ts', 'test/https.test.ts', 'test/http2.test.ts', 'test/shutdown', 'test/tracking.test.ts']
+const MATRIX_SUITES = ['test/conformance', 'test/hostile.test.ts', 'test/model.test.ts', 'test/header-paths.test.ts', 'test/node-versions.test.ts', 'test/https.test.ts', 'test/http2.test.ts', 'test/shutdown', 'test/tracking.test.ts']
 const MATRIX_MAJORS = [22, 24, 26]
 
 let passed = 0
