@@ -102,6 +102,8 @@ export class Connection implements HeadersListener {
   reason: CloseReason | null = null
   session: TrackedSession | null = null
   readonly http2: boolean
+  /** The server port, for the close event; read at track time only when someone listens (a getsockname() call). */
+  localPort: number | undefined = undefined
 
   constructor(
     readonly tracker: Tracker,
@@ -349,9 +351,10 @@ export class Tracker {
       const count = this.perAddress.get(address) ?? 0
       if (count >= this.options.maxConnectionsPerIp) {
         this.closes.perIp++
+        const localPort = this.events.listenerCount('close') > 0 ? socket.localPort : undefined
         socket.destroy()
         if (this.events.listenerCount('close') > 0) {
-          this.events.emit('close', { reason: 'perIp', requests: 0, age: 0, remoteAddress: socket.remoteAddress })
+          this.events.emit('close', { reason: 'perIp', requests: 0, age: 0, remoteAddress: socket.remoteAddress, localPort, http2: undefined })
         }
         return null
       }
@@ -364,6 +367,8 @@ export class Tracker {
     socket[kConnection] = conn
     this.conns.add(conn)
     this.idle?.add(conn)
+    // After the close the socket can no longer tell its port: read it now if an exporter will want it.
+    if (this.events.listenerCount('close') > 0) conn.localPort = socket.localPort
     if (this.watching) socket.on('close', onSocketClose)
     if (this.events.listenerCount('connection') > 0) {
       this.events.emit('connection', { remoteAddress: socket.remoteAddress, open: this.conns.size })
@@ -427,6 +432,8 @@ export class Tracker {
         requests: conn.finished,
         age: (now() - conn.createdAt) / 1000,
         remoteAddress: conn.socket.remoteAddress,
+        localPort: conn.localPort,
+        http2: conn.http2,
       })
     }
     this.drainHooks?.released()
