@@ -121,7 +121,7 @@ describe('examples/prometheus/server.mjs', () => {
     expect(samples.get('keepalive_requests_total')).toBe(6)
     expect(samples.get('keepalive_connections{state="idle"}')).toBe(0)
     expect(samples.get('keepalive_connection_closes_total{reason="client"}')).toBe(1)
-    expect(samples.get('keepalive_connection_closes_total{reason="idleTimeout"}')).toBe(0)
+    expect(samples.get('keepalive_connection_closes_total{reason="idle_timeout"}')).toBe(0)
     expect(samples.get('keepalive_requests_per_connection_count')).toBe(1)
     expect(samples.get('keepalive_requests_per_connection_sum')).toBe(4)
     expect(samples.get('keepalive_requests_per_connection_bucket{le="2"}')).toBe(0)
