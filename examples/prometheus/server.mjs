@@ -9,7 +9,7 @@ import { registerKeepAliveMetrics } from '@keepalive/prometheus'
 const ka = createKeepAlive() // the defaults: timeout 5 s, max 1000 requests per connection
 const registry = new Registry()
 collectDefaultMetrics({ register: registry })
-registerKeepAliveMetrics(ka, { registry }) // keepalive_connections, keepalive_requests_total, …
+registerKeepAliveMetrics(ka, { registry }) // keepalive_connections, keepalive_connection_duration_seconds, …
 
 const server = http.createServer(async (req, res) => {
   ka.handle(req, res)

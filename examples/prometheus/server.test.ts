@@ -75,7 +75,7 @@ describe('examples/prometheus/server.mjs', () => {
       keepalive_requests_total: 6,
       'keepalive_connections{state="idle"}': 0,
       'keepalive_connection_closes_total{reason="client"}': 1,
-      'keepalive_connection_closes_total{reason="idleTimeout"}': 0,
+      'keepalive_connection_closes_total{reason="idle_timeout"}': 0,
       keepalive_requests_per_connection_count: 1,
       keepalive_requests_per_connection_sum: 4,
       'keepalive_requests_per_connection_bucket{le="2"}': 0,

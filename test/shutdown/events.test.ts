@@ -52,6 +52,8 @@ const closeEvent = (reason: string, requests: number): unknown => ({
   requests,
   age: expect.any(Number),
   remoteAddress: '127.0.0.1',
+  localPort: expect.any(Number),
+  http2: false,
 })
 
 describe('controller events', () => {
@@ -76,6 +78,7 @@ describe('controller events', () => {
     const event = await closed
     await raw.closed
     expect(event).toEqual(closeEvent('idleTimeout', 1))
+    expect(event.localPort).toBe(port)
     expect(event.age).toBeGreaterThanOrEqual(0.35)
     expect(event.age).toBeLessThan(3)
     expect(ka.stats().closes.idleTimeout).toBe(1)
@@ -134,7 +137,7 @@ describe('controller events', () => {
     const refusedClose = perIp.nextClose()
     const refused = resources.add(await connect(perIp.port), (c) => c.destroy())
     await refused.closed
-    expect(await refusedClose).toEqual({ reason: 'perIp', requests: 0, age: 0, remoteAddress: '127.0.0.1' })
+    expect(await refusedClose).toEqual({ reason: 'perIp', requests: 0, age: 0, remoteAddress: '127.0.0.1', localPort: perIp.port, http2: undefined })
 
     const capped = await start({ maxConnections: 1 })
     const oldest = resources.add(await connect(capped.port), (c) => c.destroy())

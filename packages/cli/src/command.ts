@@ -1,34 +1,45 @@
 import { createRequire } from 'node:module'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
-import { probe, type ProbeProgress } from './probe.js'
+import { MAX_SECONDS } from '@keepalive/core/check'
+import { MAX_WAIT_CAP_SECONDS, probe, type ProbeProgress } from './probe.js'
 import { formatResult } from './report.js'
+import { canRedraw, colorEnabled, escapeTerminal, stringifyForTerminal, type ColorTarget } from './terminal.js'
 
 const USAGE = `Usage: keepalive probe <url> [options]
 
 Checks whether an HTTP/1.x server keeps the promises of its Connection and Keep-Alive headers:
-max= counts down and the server closes when it says, idle connections live as long as advertised,
-HTTP/1.0 and conflicting requests are answered consistently.
+max= counts down and the server closes when it says (within 1 s of its Connection: close), idle
+connections live as long as advertised, HTTP/1.0 and conflicting requests are answered consistently.
 
 Options:
   --max-requests <n>  requests sent on one connection to follow max= down (default 20)
-  --max-wait <s>      seconds to wait for the server to close an idle connection (default 10)
+  --max-wait <s>      seconds to wait for the server to close an idle connection
+                      (default: the advertised timeout + 5, at most ${MAX_WAIT_CAP_SECONDS}; 10 if none is advertised)
   -k, --insecure      accept a self-signed or otherwise unverified TLS certificate
-  --json              print the result as JSON
+  --json              print the result, or the error, as JSON
   -h, --help          show this help
   -v, --version       show the version
 
+Marks: ✓ consistent, ✗ contradicts the headers, – nothing to verify, ? not checked.
+Colour: on a terminal; NO_COLOR (non-empty) or TERM=dumb turn it off, FORCE_COLOR=1 or 0 decides.
 Exit status: 0 when behaviour matches the headers, 1 when it contradicts them, 2 when the probe could not run.
 `
 
 /** What the command writes to: process.stdout and process.stderr, or test doubles. */
-export interface Output {
+export interface Output extends ColorTarget {
   write(text: string): unknown
-  isTTY?: boolean
 }
 
-/** Runs `keepalive <args>`; resolves with the exit status. */
-export async function run(args: readonly string[], stdout: Output, stderr: Output): Promise<number> {
+/** Runs `keepalive <args>`; resolves with the exit status. `env` decides colour (`NO_COLOR`, `FORCE_COLOR`, `TERM`). */
+export async function run(args: readonly string[], stdout: Output, stderr: Output, env: Readonly<Record<string, string | undefined>> = process.env): Promise<number> {
+  // Decided before parsing, so a usage error under --json is JSON too.
+  const json = args.includes('--json')
+  const failWith = (code: string, message: string, usage = false): number => {
+    if (json) stdout.write(`${stringifyForTerminal({ ok: false, error: { code, message } })}\n`)
+    else stderr.write(`${escapeTerminal(message)}\n${usage ? `\n${USAGE}` : ''}`)
+    return 2
+  }
   let parsed
   try {
     parsed = parseArgs({
@@ -44,8 +55,7 @@ export async function run(args: readonly string[], stdout: Output, stderr: Outpu
       },
     })
   } catch (error) {
-    stderr.write(`keepalive: ${(error as Error).message}\n\n${USAGE}`)
-    return 2
+    return failWith('ERR_KEEPALIVE_USAGE', `keepalive: ${(error as Error).message}`, true)
   }
   const { values, positionals } = parsed
   if (values.help === true) {
@@ -58,34 +68,40 @@ export async function run(args: readonly string[], stdout: Output, stderr: Outpu
   }
   const [command, url, ...rest] = positionals
   if (command !== 'probe' || url === undefined || rest.length > 0) {
-    stderr.write(command === undefined || command === 'probe' ? USAGE : `keepalive: unknown command "${command}"\n\n${USAGE}`)
-    return 2
+    if (command === undefined || command === 'probe') {
+      if (json) return failWith('ERR_KEEPALIVE_USAGE', 'keepalive: probe needs a URL: keepalive probe <url> [options]')
+      stderr.write(USAGE)
+      return 2
+    }
+    return failWith('ERR_KEEPALIVE_USAGE', `keepalive: unknown command ${JSON.stringify(command)}`, true)
   }
-  const maxRequests = numberOption('--max-requests', values['max-requests'], 20)
-  const maxWait = numberOption('--max-wait', values['max-wait'], 10)
+  const maxRequests = numberOption('--max-requests', values['max-requests'])
+  const maxWait = numberOption('--max-wait', values['max-wait'])
   if (typeof maxRequests === 'string' || typeof maxWait === 'string') {
-    stderr.write(`keepalive: ${typeof maxRequests === 'string' ? maxRequests : maxWait}\n`)
-    return 2
+    return failWith('ERR_KEEPALIVE_USAGE', `keepalive: ${typeof maxRequests === 'string' ? maxRequests : maxWait}`)
   }
-  const progress = createProgress(stderr)
+  const progress = createProgress(stderr, env)
   try {
     const result = await probe(url, { maxRequests, maxWait, insecure: values.insecure === true, onProgress: progress.report })
-    stdout.write(values.json === true ? `${JSON.stringify(result, null, 2)}\n` : formatResult(result, { color: stdout.isTTY === true && process.env.NO_COLOR === undefined }))
+    progress.stop()
+    stdout.write(json ? `${stringifyForTerminal(result)}\n` : formatResult(result, { color: colorEnabled(stdout, env) }))
     return result.ok ? 0 : 1
   } catch (error) {
-    const message = (error as Error).message
-    stderr.write(`${message.startsWith('keepalive:') ? message : `keepalive: ${message}`}\n`)
-    return 2
-  } finally {
     progress.stop()
+    const message = error instanceof Error ? error.message : String(error)
+    const code = (error as { code?: unknown } | null)?.code
+    return failWith(typeof code === 'string' ? code : 'ERR_KEEPALIVE_PROBE', message.startsWith('keepalive:') ? message : `keepalive: ${message}`)
   }
 }
 
-function numberOption(flag: string, text: string | undefined, fallback: number): number | string {
-  if (text === undefined) return fallback
+/** A flag's number, undefined when not given, or the message saying what is wrong with it. */
+function numberOption(flag: '--max-requests' | '--max-wait', text: string | undefined): number | undefined | string {
+  if (text === undefined) return undefined
   const value = Number(text)
   if (text.trim() === '' || !Number.isFinite(value) || value < 0) return `${flag} must be a number >= 0, got ${JSON.stringify(text)}`
   if (flag === '--max-requests' && (!Number.isInteger(value) || value < 1)) return `${flag} must be a whole number >= 1, got ${JSON.stringify(text)}`
+  // Node's timers hold at most 2^31 - 1 ms; a longer wait would end at once.
+  if (flag === '--max-wait' && value > MAX_SECONDS) return `${flag} must be at most ${MAX_SECONDS} seconds, got ${JSON.stringify(text)}`
   return value
 }
 
@@ -99,8 +115,8 @@ function version(): string {
  * Progress of the idle wait on stderr: a line redrawn in place on a terminal, plain lines otherwise
  * (logs, pipes). Nothing else is printed while the probe runs.
  */
-function createProgress(stream: Output): { report: (event: ProbeProgress) => void; stop: () => void } {
-  const live = stream.isTTY === true
+function createProgress(stream: Output, env: Readonly<Record<string, string | undefined>>): { report: (event: ProbeProgress) => void; stop: () => void } {
+  const live = canRedraw(stream, env)
   let timer: ReturnType<typeof setInterval> | null = null
   const stop = (): void => {
     if (timer === null) return

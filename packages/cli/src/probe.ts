@@ -1,16 +1,20 @@
 import { performance } from 'node:perf_hooks'
 import { parseKeepAlive, type KeepAliveParams } from '@keepalive/core'
-import { WireConnection, type Exchange, type WireResponse } from './wire.js'
+import { checkKeys, count, describe, fail, isPlainObject, seconds as checkSeconds } from '@keepalive/core/check'
+import { LimitError, WireConnection, type Exchange, type WireResponse } from './wire.js'
 
 /** Options of {@link probe}; durations are in seconds. */
 export interface ProbeOptions {
   /** Requests sent on one connection to follow `max=` down to the server's close. @default 20 */
   maxRequests?: number
-  /** Seconds to wait for the server to close an idle connection. @default 10 */
+  /**
+   * Seconds to wait for the server to close an idle connection.
+   * @default the advertised timeout= + 5 (1 s grace + a 4 s margin), at most 130; 10 when no timeout= is advertised
+   */
   maxWait?: number
   /** Accept a TLS certificate that does not verify (self-signed). @default false */
   insecure?: boolean
-  /** Seconds a server may take to close the connection after a closing response. @default 2 */
+  /** Seconds a server may take to close the connection after a closing response. @default 1 */
   closeWithin?: number
   /** Seconds an idle close may come before the advertised timeout and still count as on time. @default 0.25 */
   tolerance?: number
@@ -26,10 +30,27 @@ export type ProbeProgress =
   | { type: 'idleDone'; advertised: number | null; limit: number; elapsed: number | null }
 
 /** The checks, in the order they are reported. */
-export type CheckId = 'advertised' | 'max' | 'idle' | 'http10' | 'http10KeepAlive' | 'conflicting' | 'headers'
+export type CheckId = 'advertised' | 'max' | 'close' | 'idle' | 'http10' | 'http10KeepAlive' | 'conflicting' | 'headers'
 
-/** `fail`: the server's behaviour contradicts its headers; `skip`: nothing to verify (e.g. no `max=`). */
-export type CheckStatus = 'pass' | 'fail' | 'skip'
+/**
+ * `fail`: the server's behaviour contradicts its headers; `skip`: nothing to verify (e.g. no `max=`);
+ * `unchecked`: there was something to verify but the probe did not get to it (e.g. `--max-wait`
+ * shorter than the advertised timeout), so it is no verdict either way.
+ */
+export type CheckStatus = 'pass' | 'fail' | 'skip' | 'unchecked'
+
+/** Why {@link probe} could not run; `code` is stable for programs (`--json` prints it). */
+export class ProbeError extends Error {
+  constructor(
+    /** `CONNECT`: no connection; `RESPONSE`: no usable first response; `LIMIT`: the server sent more than the probe holds. */
+    readonly code: 'ERR_KEEPALIVE_PROBE_CONNECT' | 'ERR_KEEPALIVE_PROBE_RESPONSE' | 'ERR_KEEPALIVE_PROBE_LIMIT',
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+    this.name = 'ProbeError'
+  }
+}
 
 /** One verdict with the evidence behind it. */
 export interface ProbeCheck {
@@ -56,6 +77,7 @@ export interface ProbeResult {
 const TITLES: Record<CheckId, string> = {
   advertised: 'Keep-Alive header',
   max: 'max= countdown',
+  close: 'Connection: close',
   idle: 'idle timeout',
   http10: 'HTTP/1.0',
   http10KeepAlive: 'HTTP/1.0 keep-alive',
@@ -65,7 +87,8 @@ const TITLES: Record<CheckId, string> = {
 
 interface Resolved {
   maxRequests: number
-  maxWaitMs: number
+  /** null: from the advertised timeout (see {@link defaultMaxWaitMs}). */
+  maxWaitMs: number | null
   closeWithinMs: number
   toleranceMs: number
   timeoutMs: number
@@ -103,18 +126,33 @@ export async function probe(target: string | URL, options: Readonly<ProbeOptions
   const url = resolveUrl(target)
   const resolved = resolveProbeOptions(options)
   const connections = new Set<WireConnection>()
+  // Over a parser limit on any connection, the probe stops: every connection is destroyed, which
+  // wakes every wait, and the first limit is what it rejects with.
+  let over: LimitError | null = null
+  const onLimit = (error: LimitError): void => {
+    if (over !== null) return
+    over = error
+    for (const conn of connections) conn.destroy()
+  }
+  const stopIfOver = (): void => {
+    if (over === null) return
+    throw new ProbeError('ERR_KEEPALIVE_PROBE_LIMIT', `keepalive: ${url.href} sent ${over.message}; the probe stopped reading`)
+  }
   const context: Context = {
     url,
     options: resolved,
     seen: [],
     async open() {
+      let conn: WireConnection
       try {
-        const conn = await WireConnection.open(url, { insecure: resolved.insecure, timeoutMs: resolved.timeoutMs })
-        connections.add(conn)
-        return conn
+        conn = await WireConnection.open(url, { insecure: resolved.insecure, timeoutMs: resolved.timeoutMs, onLimit })
       } catch (error) {
         throw connectError(url, error)
       }
+      connections.add(conn)
+      if (over !== null) conn.destroy()
+      stopIfOver()
+      return conn
     },
   }
   try {
@@ -122,9 +160,11 @@ export async function probe(target: string | URL, options: Readonly<ProbeOptions
     // side on their own connections, so the probe takes about as long as the idle wait.
     const first = await context.open()
     const exchange = await first.send(request(url, '1.1'))
-    if (exchange.kind === 'timeout') throw new Error(`keepalive: ${url.href} did not answer within ${resolved.timeoutMs / 1000} s`)
+    stopIfOver()
+    if (exchange.kind === 'timeout') throw new ProbeError('ERR_KEEPALIVE_PROBE_RESPONSE', `keepalive: ${url.href} did not answer within ${resolved.timeoutMs / 1000} s`)
     if (exchange.kind === 'closed') {
-      throw new Error(`keepalive: ${url.href} ${exchange.error === null ? 'closed the connection without answering' : `did not answer in HTTP/1.x: ${exchange.error}`}`)
+      const what = exchange.error === null ? 'closed the connection without answering' : `did not answer in HTTP/1.x: ${exchange.error}`
+      throw new ProbeError('ERR_KEEPALIVE_PROBE_RESPONSE', `keepalive: ${url.href} ${what}`)
     }
     const response = exchange.response
     const persistent = isPersistent(response, '1.1')
@@ -133,11 +173,13 @@ export async function probe(target: string | URL, options: Readonly<ProbeOptions
     // Settled, not Promise.all: no check may still be opening a connection once this returns.
     const settled = await Promise.allSettled([
       checkMax(context, first, response),
+      checkClose(context),
       checkIdle(context),
       checkHttp10(context),
       checkHttp10KeepAlive(context),
       checkConflicting(context),
     ])
+    stopIfOver()
     const checks = [checkAdvertised(response)]
     for (const outcome of settled) {
       if (outcome.status === 'rejected') throw outcome.reason
@@ -235,8 +277,42 @@ async function checkMax(context: Context, conn: WireConnection, first: WireRespo
   return check(
     'max',
     'pass',
-    `${sequence(maxes)} over ${budget} responses; the close is ${left} request${left === 1 ? '' : 's'} further (beyond --max-requests ${options.maxRequests}), not checked`,
+    `${sequence(maxes)} over ${budget} responses; the close is ${left} request${left === 1 ? '' : 's'} further, beyond --max-requests ${options.maxRequests}`,
     data(),
+  )
+}
+
+/**
+ * The server's own `Connection: close` (at max=, for age, under load): the socket must close right
+ * after that response, whatever max= said before. Node's `maxRequestsPerSocket` says close and then
+ * keeps the socket until its idle timer fires.
+ */
+async function checkClose(context: Context): Promise<ProbeCheck> {
+  const { url, options } = context
+  const conn = await context.open()
+  const data = (responses: number, closedAfter: number | null): ProbeCheck['data'] => ({ responses, closedAfter, closeWithin: options.closeWithinMs / 1000 })
+  for (let n = 1; n <= options.maxRequests; n++) {
+    const exchange = await conn.send(request(url, '1.1'))
+    if (exchange.kind !== 'response') {
+      // An early close is the countdown check's finding; here there is no closing response to time.
+      if (n === 1) return check('close', 'fail', unanswered(exchange, n, options), data(0, null))
+      return check('close', 'unchecked', `not checked: ${unanswered(exchange, n, options)}, before any response said Connection: close`, data(n - 1, null))
+    }
+    const response = exchange.response
+    const persistent = isPersistent(response, '1.1')
+    context.seen.push({ order: 0.5, label: `response ${n} on the Connection: close check's connection`, response, persistent })
+    if (persistent) continue
+    const closed = await closesSoon(conn, response, options)
+    if (closed === null) {
+      return check('close', 'fail', `response ${n} carried ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data(n, null))
+    }
+    return check('close', 'pass', `response ${n} carried ${describeHeaders(response)}; the server closed ${millis(closed)} after it`, data(n, round(closed / 1000)))
+  }
+  return check(
+    'close',
+    'unchecked',
+    `not checked: none of ${options.maxRequests} responses carried Connection: close (the server's close is beyond --max-requests ${options.maxRequests})`,
+    data(options.maxRequests, null),
   )
 }
 
@@ -254,22 +330,24 @@ async function checkIdle(context: Context): Promise<ProbeCheck> {
     if (closed === null) return check('idle', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, { advertised })
     return check('idle', 'skip', `the server closes after every response (${describeHeaders(response)}); no idle connection to time`, { advertised })
   }
-  const limit = options.maxWaitMs / 1000
+  const limitMs = options.maxWaitMs ?? defaultMaxWaitMs(advertised)
+  const limit = limitMs / 1000
+  const flag = options.maxWaitMs === null ? `--max-wait, by default the advertised timeout + 5 s up to ${MAX_WAIT_CAP_SECONDS} s` : `--max-wait ${limit}`
   options.onProgress({ type: 'idleWait', advertised, limit })
-  const closedAt = await conn.waitClose(options.maxWaitMs - (performance.now() - response.receivedAt))
+  const closedAt = await conn.waitClose(limitMs - (performance.now() - response.receivedAt))
   const elapsedMs = closedAt === null ? null : closedAt - response.receivedAt
   options.onProgress({ type: 'idleDone', advertised, limit, elapsed: elapsedMs === null ? null : round(elapsedMs / 1000) })
   const data = { advertised, measured: elapsedMs === null ? null : round(elapsedMs / 1000), waited: limit }
   if (advertised === null) {
-    const what = elapsedMs === null ? `still open after ${seconds(options.maxWaitMs)} idle (--max-wait)` : `the server closed it after ${seconds(elapsedMs)} idle`
+    const what = elapsedMs === null ? `still open after ${seconds(limitMs)} idle (${flag})` : `the server closed it after ${seconds(elapsedMs)} idle`
     return check('idle', 'skip', `no timeout= advertised (${describeHeaders(response)}); ${what}`, data)
   }
   const advertisedMs = advertised * 1000
   if (elapsedMs === null) {
-    if (advertisedMs > options.maxWaitMs) {
-      return check('idle', 'pass', `still open after ${seconds(options.maxWaitMs)} idle; advertised timeout=${advertised} not checked beyond --max-wait ${limit}`, data)
+    if (advertisedMs > limitMs) {
+      return check('idle', 'unchecked', `not checked: still open after ${seconds(limitMs)} idle, short of the advertised timeout=${advertised} (${flag})`, data)
     }
-    return check('idle', 'pass', `still open after ${seconds(options.maxWaitMs)} idle, past the advertised timeout=${advertised} (clients close first)`, data)
+    return check('idle', 'pass', `still open after ${seconds(limitMs)} idle, past the advertised timeout=${advertised} (clients close first)`, data)
   }
   if (elapsedMs < advertisedMs - options.toleranceMs) {
     return check('idle', 'fail', `closed after ${seconds(elapsedMs)} idle, ${seconds(advertisedMs - elapsedMs)} before the advertised timeout=${advertised}`, data)
@@ -452,23 +530,37 @@ function resolveUrl(target: unknown): URL {
   return url
 }
 
-function resolveProbeOptions(options: Readonly<ProbeOptions>): Resolved {
-  const number = (name: keyof ProbeOptions, fallback: number, integer: boolean, min: number): number => {
-    const value = options[name] ?? fallback
-    if (typeof value !== 'number' || Number.isNaN(value)) throw new TypeError(`keepalive: "${name}" must be a number, got ${JSON.stringify(value)} (${typeof value})`)
-    if (!Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
-      throw new RangeError(`keepalive: "${name}" must be ${integer ? 'an integer' : 'a number of seconds'} >= ${min}, got ${value}`)
-    }
-    return value
-  }
+/** The longest idle wait the default `--max-wait` picks, whatever the server advertises. */
+export const MAX_WAIT_CAP_SECONDS = 130
+
+/**
+ * The default idle wait: the advertised timeout, the 1 s a server commonly keeps beyond it (Node,
+ * keepalive's `grace`), and a 4 s margin for a loaded machine, at most 130 s; 10 s when nothing is advertised.
+ */
+export function defaultMaxWaitMs(advertised: number | null): number {
+  if (advertised === null) return 10_000
+  return Math.min(advertised + 5, MAX_WAIT_CAP_SECONDS) * 1000
+}
+
+const OPTION_KEYS = ['maxRequests', 'maxWait', 'insecure', 'closeWithin', 'tolerance', 'timeout', 'onProgress']
+
+function resolveProbeOptions(input: unknown): Resolved {
+  if (input === undefined) input = {}
+  if (!isPlainObject(input)) fail(TypeError, '', `probe options must be an object, got ${describe(input)}`)
+  checkKeys(input, OPTION_KEYS, '')
+  const options = input as Readonly<ProbeOptions>
+  // Every duration stays within what Node's timers hold (2^31 - 1 ms): a longer one would fire at once.
+  const duration = (name: 'closeWithin' | 'tolerance' | 'timeout', fallback: number, above = false): number =>
+    checkSeconds(name, options[name] ?? fallback, { min: 0, above }) * 1000
   const onProgress = options.onProgress ?? (() => {})
-  if (typeof onProgress !== 'function') throw new TypeError('keepalive: "onProgress" must be a function')
+  if (typeof onProgress !== 'function') fail(TypeError, 'onProgress', `"onProgress" must be a function, got ${describe(onProgress)}`)
+  if (options.insecure !== undefined && typeof options.insecure !== 'boolean') fail(TypeError, 'insecure', `"insecure" must be true or false, got ${describe(options.insecure)}`)
   return {
-    maxRequests: number('maxRequests', 20, true, 1),
-    maxWaitMs: number('maxWait', 10, false, 0) * 1000,
-    closeWithinMs: number('closeWithin', 2, false, 0) * 1000,
-    toleranceMs: number('tolerance', 0.25, false, 0) * 1000,
-    timeoutMs: number('timeout', 10, false, 0.001) * 1000,
+    maxRequests: count('maxRequests', options.maxRequests ?? 20, false),
+    maxWaitMs: options.maxWait === undefined ? null : checkSeconds('maxWait', options.maxWait, { min: 0 }) * 1000,
+    closeWithinMs: duration('closeWithin', 1),
+    toleranceMs: duration('tolerance', 0.25),
+    timeoutMs: duration('timeout', 10, true),
     insecure: options.insecure === true,
     onProgress,
   }
@@ -487,5 +579,5 @@ function connectError(url: URL, error: unknown): Error {
   const message = error instanceof Error ? error.message : String(error)
   const code = (error as { code?: unknown } | null)?.code
   const hint = typeof code === 'string' && CERTIFICATE_ERRORS.has(code) ? ' (pass --insecure to accept it)' : ''
-  return new Error(`keepalive: cannot connect to ${url.host}: ${message}${hint}`, { cause: error })
+  return new ProbeError('ERR_KEEPALIVE_PROBE_CONNECT', `keepalive: cannot connect to ${url.host}: ${message}${hint}`, { cause: error })
 }

@@ -30,25 +30,114 @@ export interface OpenOptions {
   insecure: boolean
   /** Ms to wait for the connection and for each response. */
   timeoutMs: number
+  /** Told when the server sends more than the parser's limits allow; the connection is then destroyed. */
+  onLimit: (error: LimitError) => void
 }
 
-const MAX_HEAD = 64 * 1024
+/** Bytes one status, header, chunk-size or trailer line may take, its line end included (nginx's large header buffer). */
+export const MAX_LINE = 8 * 1024
+/** Bytes a response's status line and headers may take together; the same for its trailers. */
+export const MAX_HEAD = 64 * 1024
+/** Complete responses the probe may hold before it asked for them (a server answering requests never sent). */
+export const MAX_QUEUED = 8
 
-/** Incremental HTTP/1.x response parser: exact bytes, repeated headers kept apart. */
+/** The server sent more than the probe is willing to hold: it stops, rather than grow without bound. */
+export class LimitError extends Error {}
+
+/**
+ * Bytes received and not parsed yet, kept as the chunks they came in: the search for a line end
+ * resumes where it stopped, and bytes are copied only once a whole line has arrived.
+ */
+class ByteQueue {
+  private chunks: Buffer[] = []
+  length = 0
+  /** The search for LF resumes in chunks[scanChunk] at scanAt; scanBase bytes come before that chunk. */
+  private scanChunk = 0
+  private scanAt = 0
+  private scanBase = 0
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return
+    this.chunks.push(chunk)
+    this.length += chunk.length
+  }
+
+  /** Bytes up to and including the next LF, or -1 while none has arrived. */
+  lineEnd(): number {
+    while (this.scanChunk < this.chunks.length) {
+      const chunk = this.chunks[this.scanChunk]!
+      const at = chunk.indexOf(0x0a, this.scanAt)
+      if (at !== -1) return this.scanBase + at + 1
+      this.scanBase += chunk.length
+      this.scanChunk++
+      this.scanAt = 0
+    }
+    return -1
+  }
+
+  /** Removes the first `n` bytes and returns them; copied only when they span chunks. */
+  take(n: number): Buffer {
+    const first = this.chunks[0]
+    if (first !== undefined && first.length >= n) {
+      const out = first.subarray(0, n)
+      this.skip(n)
+      return out
+    }
+    const parts: Buffer[] = []
+    let left = n
+    for (const chunk of this.chunks) {
+      if (left === 0) break
+      const part = chunk.length <= left ? chunk : chunk.subarray(0, left)
+      parts.push(part)
+      left -= part.length
+    }
+    this.skip(n)
+    return Buffer.concat(parts, n)
+  }
+
+  /** Drops the first `n` bytes (at most what is buffered). */
+  skip(n: number): void {
+    let left = Math.min(n, this.length)
+    this.length -= left
+    while (left > 0) {
+      const first = this.chunks[0]!
+      if (first.length <= left) {
+        this.chunks.shift()
+        left -= first.length
+      } else {
+        this.chunks[0] = first.subarray(left)
+        left = 0
+      }
+    }
+    // What is left starts right after a line end or a body: it has not been searched yet.
+    this.scanChunk = 0
+    this.scanAt = 0
+    this.scanBase = 0
+  }
+}
+
+type Head = Omit<WireResponse, 'bodyLength' | 'closeDelimited' | 'receivedAt'>
+
+/**
+ * Incremental HTTP/1.x response parser: exact bytes, repeated headers kept apart. Every line is
+ * bounded (MAX_LINE) and so is each head and trailer section (MAX_HEAD); body bytes are counted,
+ * never kept.
+ */
 class ResponseParser {
-  private buffer: Buffer = Buffer.alloc(0)
-  private head: Omit<WireResponse, 'bodyLength' | 'closeDelimited' | 'receivedAt'> | null = null
-  /** Body bytes still expected (Content-Length), 'chunked', or 'close'. */
-  private framing: number | 'chunked' | 'close' = 0
+  private readonly queue = new ByteQueue()
+  private state: 'head' | 'body' | 'chunkSize' | 'chunkData' | 'trailers' | 'close' = 'head'
+  private lines: string[] = []
+  /** Bytes of the current head or trailer section so far. */
+  private sectionBytes = 0
+  private head: Head | null = null
+  /** Body bytes still expected: of the Content-Length, or of the current chunk. */
+  private left = 0
   private received = 0
-  /** Inside a chunked body: bytes left of the current chunk (+2 for its CRLF), or -1 for trailers. */
-  private chunkLeft = 0
-  private inTrailers = false
 
   constructor(private readonly onResponse: (response: WireResponse) => void) {}
 
   push(chunk: Buffer): void {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
+    this.queue.push(chunk)
     while (this.step()) {
       // keep parsing: a chunk may carry the end of one response and the start of the next
     }
@@ -56,7 +145,7 @@ class ResponseParser {
 
   /** The connection ended: a close-delimited body is complete now. */
   end(): boolean {
-    if (this.head !== null && this.framing === 'close') {
+    if (this.head !== null && this.state === 'close') {
       this.finish(true)
       return true
     }
@@ -64,94 +153,98 @@ class ResponseParser {
   }
 
   private step(): boolean {
-    if (this.head === null) return this.readHead()
-    if (this.framing === 'close') {
-      this.received += this.buffer.length
-      this.buffer = Buffer.alloc(0)
-      return false
+    switch (this.state) {
+      case 'head': {
+        const line = this.line(true)
+        if (line === null) return false
+        if (line !== '') this.lines.push(line)
+        else if (this.lines.length > 0) this.startBody()
+        return true
+      }
+      case 'body':
+      case 'chunkData': {
+        const take = Math.min(this.left, this.queue.length)
+        this.queue.skip(take)
+        this.left -= take
+        this.received += take
+        if (this.left > 0) return false
+        if (this.state === 'body') this.finish(false)
+        else this.state = 'chunkSize' // the CRLF after the data comes as an empty line
+        return true
+      }
+      case 'chunkSize': {
+        const line = this.line(false)
+        if (line === null) return false
+        if (line === '') return true
+        const size = /^[0-9a-fA-F]+/.exec(line.split(';')[0]!.trim())
+        if (size === null) throw new Error(`bad chunk size line: ${JSON.stringify(line.slice(0, 40))}`)
+        this.left = Number.parseInt(size[0], 16)
+        if (this.left === 0) {
+          this.state = 'trailers'
+          this.sectionBytes = 0
+        } else this.state = 'chunkData'
+        return true
+      }
+      case 'trailers': {
+        const line = this.line(true)
+        if (line === null) return false
+        if (line === '') this.finish(false)
+        return true
+      }
+      case 'close':
+        this.received += this.queue.length
+        this.queue.skip(this.queue.length)
+        return false
     }
-    if (this.framing === 'chunked') return this.readChunked()
-    const take = Math.min(this.framing - this.received, this.buffer.length)
-    this.received += take
-    this.buffer = this.buffer.subarray(take)
-    if (this.received === this.framing) {
-      this.finish(false)
-      return this.buffer.length > 0
-    }
-    return false
   }
 
-  private readHead(): boolean {
-    const end = this.buffer.indexOf('\r\n\r\n')
-    if (end === -1) {
-      if (this.buffer.length > MAX_HEAD) throw new Error(`response head larger than ${MAX_HEAD} bytes`)
-      return false
+  /** The next line without its line end (LF, or CRLF: RFC 9112 §2.2), or null until it has arrived. */
+  private line(inSection: boolean): string | null {
+    const end = this.queue.lineEnd()
+    if (end === -1 ? this.queue.length > MAX_LINE : end > MAX_LINE) {
+      throw new LimitError(`a response line (status, header, chunk-size or trailer) longer than ${MAX_LINE} bytes`)
     }
-    const lines = this.buffer.subarray(0, end).toString('latin1').split('\r\n')
-    this.buffer = this.buffer.subarray(end + 4)
-    const status = /^HTTP\/(\d\.\d) (\d{3})/.exec(lines[0] ?? '')
-    if (status === null) throw new Error(`not an HTTP/1.x response: ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`)
+    if (end === -1) return null
+    if (inSection) {
+      this.sectionBytes += end
+      if (this.sectionBytes > MAX_HEAD) throw new LimitError(`response headers (or trailers) larger than ${MAX_HEAD} bytes`)
+    }
+    const bytes = this.queue.take(end)
+    return bytes.toString('latin1', 0, end >= 2 && bytes[end - 2] === 0x0d ? end - 2 : end - 1)
+  }
+
+  private startBody(): void {
+    const [statusLine = '', ...fields] = this.lines
+    this.lines = []
+    this.sectionBytes = 0
+    const status = /^HTTP\/(\d\.\d) (\d{3})/.exec(statusLine)
+    if (status === null) throw new Error(`not an HTTP/1.x response: ${JSON.stringify(statusLine.slice(0, 80))}`)
     const headers: [string, string][] = []
-    for (const line of lines.slice(1)) {
-      const colon = line.indexOf(':')
-      if (colon > 0) headers.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()])
+    for (const field of fields) {
+      const colon = field.indexOf(':')
+      if (colon > 0) headers.push([field.slice(0, colon).trim().toLowerCase(), field.slice(colon + 1).trim()])
     }
     const statusCode = Number(status[2])
     // Interim responses (100 Continue, 103 Early Hints) precede the real one.
-    if (statusCode >= 100 && statusCode < 200 && statusCode !== 101) return this.buffer.length > 0
+    if (statusCode >= 100 && statusCode < 200 && statusCode !== 101) return
     this.head = { version: status[1]!, statusCode, headers }
     this.received = 0
     const encoding = headers.filter(([name]) => name === 'transfer-encoding').map(([, value]) => value.toLowerCase())
     const length = headers.find(([name]) => name === 'content-length')
-    if (statusCode === 204 || statusCode === 304) this.framing = 0
-    else if (encoding.some((value) => value.split(',').some((token) => token.trim() === 'chunked'))) {
-      this.framing = 'chunked'
-      this.chunkLeft = 0
-      this.inTrailers = false
-    } else if (length !== undefined && /^\d+$/.test(length[1])) this.framing = Number(length[1])
-    else this.framing = 'close'
-    if (this.framing === 0) {
-      this.finish(false)
-      return this.buffer.length > 0
-    }
-    return this.buffer.length > 0
-  }
-
-  private readChunked(): boolean {
-    for (;;) {
-      if (this.inTrailers) {
-        const end = this.buffer.indexOf('\r\n')
-        if (end === -1) return false
-        this.buffer = this.buffer.subarray(end + 2)
-        if (end === 0) {
-          this.finish(false)
-          return this.buffer.length > 0
-        }
-        continue
-      }
-      if (this.chunkLeft > 0) {
-        const take = Math.min(this.chunkLeft, this.buffer.length)
-        this.chunkLeft -= take
-        this.received += take
-        this.buffer = this.buffer.subarray(take)
-        if (this.chunkLeft > 0) return false
-        continue
-      }
-      const end = this.buffer.indexOf('\r\n')
-      if (end === -1) return false
-      const line = this.buffer.subarray(0, end).toString('latin1')
-      this.buffer = this.buffer.subarray(end + 2)
-      if (line === '') continue // the CRLF after a chunk's data
-      const size = Number.parseInt(line.split(';')[0]!.trim(), 16)
-      if (!Number.isFinite(size)) throw new Error(`bad chunk size line: ${JSON.stringify(line.slice(0, 40))}`)
-      if (size === 0) this.inTrailers = true
-      else this.chunkLeft = size
-    }
+    if (statusCode === 204 || statusCode === 304) this.finish(false)
+    else if (encoding.some((value) => value.split(',').some((token) => token.trim() === 'chunked'))) this.state = 'chunkSize'
+    else if (length !== undefined && /^\d+$/.test(length[1])) {
+      this.left = Number(length[1])
+      this.state = 'body'
+      if (this.left === 0) this.finish(false)
+    } else this.state = 'close'
   }
 
   private finish(closeDelimited: boolean): void {
     const head = this.head!
     this.head = null
+    this.state = 'head'
+    this.sectionBytes = 0
     this.onResponse({ ...head, bodyLength: this.received, closeDelimited, receivedAt: performance.now() })
   }
 }
@@ -168,8 +261,10 @@ export class WireConnection {
   private constructor(
     private readonly socket: net.Socket,
     private readonly timeoutMs: number,
+    onLimit: (error: LimitError) => void,
   ) {
     this.parser = new ResponseParser((response) => {
+      if (this.responses.length >= MAX_QUEUED) throw new LimitError(`more than ${MAX_QUEUED} responses to requests the probe did not send`)
       this.responses.push(response)
       this.wake()
     })
@@ -178,6 +273,8 @@ export class WireConnection {
         this.parser.push(chunk)
       } catch (error) {
         this.error = error as Error
+        // Told before the socket closes, so a limit ends the probe rather than timing a close.
+        if (error instanceof LimitError) onLimit(error)
         socket.destroy()
       }
     })
@@ -216,7 +313,7 @@ export class WireConnection {
         clearTimeout(timer)
         socket.off('error', onError)
         socket.setNoDelay(true)
-        resolve(new WireConnection(socket, options.timeoutMs))
+        resolve(new WireConnection(socket, options.timeoutMs, options.onLimit))
       })
       function onError(error: Error): void {
         clearTimeout(timer)

@@ -136,6 +136,7 @@ describe('keepalive probe against nginx (keepalive_timeout 2 2; keepalive_reques
       advertised: 'pass',
       // nginx sends no max=: nothing to count down, but its close after keepalive_requests is consistent.
       max: 'skip',
+      close: 'pass',
       idle: 'pass',
       http10: 'pass',
       http10KeepAlive: 'pass',

@@ -26,6 +26,7 @@ describe('probe() against a server using createKeepAlive', () => {
     expect(statuses(result)).toEqual({
       advertised: 'pass',
       max: 'pass',
+      close: 'pass',
       idle: 'pass',
       http10: 'pass',
       http10KeepAlive: 'pass',
@@ -35,6 +36,7 @@ describe('probe() against a server using createKeepAlive', () => {
     expect(result.advertised).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=1, max=3', timeout: 1, max: 3 })
     expect(data(result, 'max')).toEqual({ advertised: 3, responses: 4, maxes: [3, 2, 1, null] })
     expect(evidence(result, 'max')).toMatch(/^max=3, max=2, max=1, then Connection: close on response 4; closed \d+ ms after it$/)
+    expect(evidence(result, 'close')).toMatch(/^response 4 carried Connection: close; the server closed \d+ ms after it$/)
     // Advertised 1 s, kept 1 s + 0.5 s grace; measured from when the probe read the response, so
     // a busy machine can shorten it a little: generous bounds.
     const measured = data(result, 'idle').measured as number
@@ -54,7 +56,9 @@ describe('probe() against a server using createKeepAlive', () => {
     expect(result.ok).toBe(true)
     expect(statuses(result).max).toBe('pass')
     expect(data(result, 'max')).toEqual({ advertised: 999, responses: 5, maxes: [999, 998, 997, 996, 995] })
-    expect(evidence(result, 'max')).toBe('max=999 → 995, one less each time over 5 responses; the close is 995 requests further (beyond --max-requests 5), not checked')
+    expect(evidence(result, 'max')).toBe('max=999 → 995, one less each time over 5 responses; the close is 995 requests further, beyond --max-requests 5')
+    expect(statuses(result).close).toBe('unchecked')
+    expect(evidence(result, 'close')).toBe("not checked: none of 5 responses carried Connection: close (the server's close is beyond --max-requests 5)")
   })
 
   it('probes https with a self-signed certificate when insecure, and refuses it otherwise', async () => {
@@ -97,9 +101,9 @@ describe('probe() against servers whose behaviour contradicts their headers', ()
     expect(result.ok).toBe(false)
     expect(statuses(result).max).toBe('fail')
     expect(evidence(result, 'max')).toBe('response 2 advertised max=3, expected max=2 (max=3, max=3)')
-    // timeout=5 is not reached within maxWait 0.5: nothing contradicted so far.
-    expect(statuses(result).idle).toBe('pass')
-    expect(evidence(result, 'idle')).toBe('still open after 0.50 s idle; advertised timeout=5 not checked beyond --max-wait 0.5')
+    // timeout=5 is not reached within maxWait 0.5: not checked, which is no verdict either way.
+    expect(statuses(result).idle).toBe('unchecked')
+    expect(evidence(result, 'idle')).toBe('not checked: still open after 0.50 s idle, short of the advertised timeout=5 (--max-wait 0.5)')
   })
 
   it('fails when the socket stays open after Connection: close, and when keep-alive ignores a close in the request', async () => {
@@ -178,8 +182,19 @@ describe('probe() input', () => {
   it('rejects what is not an http or https URL, and bad options, naming them', async () => {
     await expect(probe('ftp://127.0.0.1/')).rejects.toThrow(new TypeError('keepalive: probe needs an http:// or https:// URL, got "ftp://127.0.0.1/"'))
     await expect(probe('not a url')).rejects.toThrow(new TypeError('keepalive: probe needs an http:// or https:// URL, got "not a url"'))
-    await expect(probe('http://127.0.0.1/', { maxRequests: 0 })).rejects.toThrow(new RangeError('keepalive: "maxRequests" must be an integer >= 1, got 0'))
-    await expect(probe('http://127.0.0.1/', { maxWait: '10' as never })).rejects.toThrow(new TypeError('keepalive: "maxWait" must be a number, got "10" (string)'))
+    const cases: [unknown, ErrorConstructor, string][] = [
+      [{ maxRequests: 0 }, RangeError, 'keepalive: "maxRequests" must be at least 1, got 0'],
+      [{ maxWait: '10' }, TypeError, 'keepalive: "maxWait" must be a number of seconds, got "10" (string)'],
+      // Node's timers hold 2^31 - 1 ms: a longer wait would fire at once, so it is refused.
+      [{ maxWait: 3_000_000 }, RangeError, 'keepalive: "maxWait" must be at least 0 and at most 2147482 seconds, got 3000000'],
+      [{ timeout: 0 }, RangeError, 'keepalive: "timeout" must be greater than 0 and at most 2147482 seconds, got 0'],
+      [{ maxwait: 1 }, TypeError, 'keepalive: unknown option "maxwait"; did you mean "maxWait"?'],
+    ]
+    for (const [options, type, message] of cases) {
+      const error: unknown = await probe('http://127.0.0.1/', options as never).catch((caught: unknown) => caught)
+      expect(error).toBeInstanceOf(type)
+      expect((error as Error).message).toBe(message)
+    }
   })
 
   it('rejects when the server does not speak HTTP/1.x or closes without answering', async () => {

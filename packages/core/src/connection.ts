@@ -85,6 +85,8 @@ export class Connection implements HeadersListener {
     readonly address: string | null,
     readonly http2: boolean,
     idleMs: number,
+    /** The server port, for the close event; read only when someone listens to `close`. */
+    readonly localPort: number | undefined,
   ) {
     this.idleSince = createdAt
     this.touchedAt = createdAt

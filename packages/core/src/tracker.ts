@@ -137,9 +137,10 @@ export class Tracker implements ConnectionOwner {
       const count = this.perAddress.get(address) ?? 0
       if (count >= this.options.maxConnectionsPerIp) {
         this.closes.perIp++
+        const localPort = this.events.listenerCount('close') > 0 ? socket.localPort : undefined
         socket.destroy()
         if (this.events.listenerCount('close') > 0) {
-          this.emit('close', { reason: 'perIp', requests: 0, age: 0, remoteAddress: socket.remoteAddress })
+          this.emit('close', { reason: 'perIp', requests: 0, age: 0, remoteAddress: socket.remoteAddress, localPort, http2: undefined })
         }
         return null
       }
@@ -149,7 +150,10 @@ export class Tracker implements ConnectionOwner {
     if (!http2 && this.conns.size === 0) checkParser(socket)
     // A connection that never sends a request is closed like an idle one.
     const idleMs = (this.policy.timeoutMs || FIRST_REQUEST_MS) + this.options.graceMs
-    const conn = new Connection(this, socket, server, now(), address, http2, idleMs)
+    // After the close the socket can no longer tell its port: read it now if an exporter will want it
+    // (a getsockname() call, so only then).
+    const localPort = this.events.listenerCount('close') > 0 ? socket.localPort : undefined
+    const conn = new Connection(this, socket, server, now(), address, http2, idleMs, localPort)
     socket[kConnection] = conn
     this.conns.add(conn)
     this.waiting.add(conn)
@@ -226,7 +230,14 @@ export class Tracker implements ConnectionOwner {
     this.closes[reason]++
     conn.socket.off('close', onSocketClose)
     if (this.events.listenerCount('close') > 0) {
-      this.emit('close', { reason, requests: conn.finished, age: (now() - conn.createdAt) / 1000, remoteAddress: conn.socket.remoteAddress })
+      this.emit('close', {
+        reason,
+        requests: conn.finished,
+        age: (now() - conn.createdAt) / 1000,
+        remoteAddress: conn.socket.remoteAddress,
+        localPort: conn.localPort,
+        http2: conn.http2,
+      })
     }
     this.drainHooks.released()
   }

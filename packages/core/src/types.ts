@@ -129,6 +129,10 @@ export interface CloseEvent {
   /** Seconds the connection was open. */
   age: number
   remoteAddress: string | undefined
+  /** The server port the connection came in on (`socket.localPort`). */
+  localPort: number | undefined
+  /** The connection spoke HTTP/2; `undefined` when it was refused before it was tracked (`perIp`). */
+  http2: boolean | undefined
 }
 
 /** What the `connection` event carries. */

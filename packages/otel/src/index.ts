@@ -1,17 +1,23 @@
-import type { BatchObservableResult, Meter, Observable } from '@opentelemetry/api'
-import { CLOSE_REASONS, type CloseEvent, type KeepAliveController } from '@keepalive/core'
+import { metrics, type Attributes, type BatchObservableResult, type MeterProvider, type Observable } from '@opentelemetry/api'
+import { CLOSE_REASONS, type CloseEvent, type CloseReason, type KeepAliveController } from '@keepalive/core'
+import { checkKeys, describe, fail, isPlainObject, number, seconds } from '@keepalive/core/check'
+import { SCOPE_NAME, SCOPE_VERSION } from './version.js'
 
 /** The parts of a controller the instruments read; an adapter's middleware or `fastify.keepAlive` works too. */
 export type InstrumentsSource = Pick<KeepAliveController, 'stats' | 'on' | 'off'>
 
 /** Options of {@link registerKeepAliveInstruments}. */
 export interface KeepAliveInstrumentsOptions {
-  /** The meter to create the instruments on, e.g. `metrics.getMeter('my-service')`. */
-  meter: Meter
+  /** Where the meter comes from; the meter is named after this package and its version. @default the global MeterProvider (`metrics.getMeterProvider()`) */
+  meterProvider?: MeterProvider
   /** Prepended to every instrument name. @default 'keepalive.' */
   prefix?: string
-  /** Bucket bounds advised for the requests-per-connection histogram. @default [0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000] */
+  /** Static attributes on every data point, e.g. `{ 'server.port': 3000 }` for the observed instruments. @default {} */
+  attributes?: Readonly<Record<string, string | number | boolean>>
+  /** Bucket bounds advised for the requests-per-connection histogram, in requests. @default [0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000] */
   buckets?: readonly number[]
+  /** Bucket bounds advised for the connection-duration histogram, in seconds. @default [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600] */
+  durationBuckets?: readonly number[]
 }
 
 /** What {@link registerKeepAliveInstruments} returns. */
@@ -22,80 +28,128 @@ export interface KeepAliveInstruments {
   unregister(): void
 }
 
+/** The `keepalive.close.reason` attribute values: snake_case, as semantic-convention enum values are. */
+export const CLOSE_REASON_VALUES: Readonly<Record<CloseReason, string>> = Object.freeze({
+  client: 'client',
+  idleTimeout: 'idle_timeout',
+  maxRequests: 'max_requests',
+  maxAge: 'max_age',
+  shed: 'shed',
+  evicted: 'evicted',
+  perIp: 'per_ip',
+  drain: 'drain',
+  forced: 'forced',
+})
+
+/** The package's meter scope: name and version, for `MeterProvider.getMeter()`. */
+export { SCOPE_NAME, SCOPE_VERSION }
 
 const DEFAULT_BUCKETS: readonly number[] = [0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
-const OPTION_KEYS = ['meter', 'prefix', 'buckets']
-/** Attribute names; the connection state one is the semantic conventions' own (`http.client.open_connections`). */
+// Kestrel's kestrel.connection.duration advice runs 10 ms to 5 min; keep-alive connections recycled
+// by maxAge or a load balancer live up to an hour.
+const DEFAULT_DURATION_BUCKETS: readonly number[] = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
+const OPTION_KEYS = ['meterProvider', 'prefix', 'attributes', 'buckets', 'durationBuckets']
+/** Attribute names: the semantic conventions' own where one exists. */
 const STATE = 'http.connection.state'
 const REASON = 'keepalive.close.reason'
+const PORT = 'server.port'
+const PROTOCOL_VERSION = 'network.protocol.version'
+/** The instruments' names after the prefix, in the order `names` lists them. */
+const SUFFIXES = [
+  'connection.count',
+  'connection.duration',
+  'connection.requests',
+  'connection.closes',
+  'requests',
+  'connection.request.limit',
+  'connection.idle_timeout',
+  'utilization',
+  'draining',
+] as const
 
 /**
- * Creates OpenTelemetry instruments for a controller. Counts and gauges are observed from one
- * `controller.stats()` snapshot per collection (a batch callback), so nothing runs per request;
- * the requests-per-connection histogram records each `close` event.
+ * Creates OpenTelemetry instruments for a controller, on a meter named after this package from the
+ * global (or the given) `MeterProvider`. Counts and gauges are observed from one `controller.stats()`
+ * snapshot per collection (a batch callback), so nothing runs per request; the histograms record
+ * each `close` event.
  * @example
  * const ka = createKeepAlive()
- * const instruments = registerKeepAliveInstruments(ka, { meter: metrics.getMeter('api') })
+ * const instruments = registerKeepAliveInstruments(ka)
  * // later: instruments.unregister()
  */
-export function registerKeepAliveInstruments(controller: InstrumentsSource, options: Readonly<KeepAliveInstrumentsOptions>): KeepAliveInstruments {
+export function registerKeepAliveInstruments(controller: InstrumentsSource, options: Readonly<KeepAliveInstrumentsOptions> = {}): KeepAliveInstruments {
   if (controller === null || (typeof controller !== 'object' && typeof controller !== 'function') || typeof controller.stats !== 'function') {
-    throw new TypeError('keepalive: registerKeepAliveInstruments() needs a keepalive controller (createKeepAlive() or an adapter\'s middleware)')
+    fail(TypeError, 'controller', "registerKeepAliveInstruments() needs a keepalive controller (createKeepAlive() or an adapter's middleware)")
   }
-  const { meter, prefix, buckets } = resolveInstrumentsOptions(options)
-  const name = (suffix: string): string => prefix + suffix
+  const { meterProvider, prefix, attributes, buckets, durationBuckets } = resolveInstrumentsOptions(options)
+  const meter = meterProvider.getMeter(SCOPE_NAME, SCOPE_VERSION)
+  const name = (suffix: (typeof SUFFIXES)[number]): string => prefix + suffix
 
-  // Additive values (their sum over attributes means something) are up-down counters, as the
-  // semantic conventions count open connections; values that do not add up are gauges.
-  const connections = meter.createObservableUpDownCounter(name('connections'), {
+  // Semantic conventions: UpDownCounter names are not pluralised (`.count`), counters of discrete
+  // things with a {unit} are; `.limit` and `.utilization` name a limit and a fraction of one.
+  const connections = meter.createObservableUpDownCounter(name('connection.count'), {
     description: 'Open connections by state (active: serving a request, idle: kept alive between requests).',
     unit: '{connection}',
   })
-  const requests = meter.createObservableCounter(name('requests'), {
-    description: 'Responses finished.',
-    unit: '{request}',
-  })
-  const closes = meter.createObservableCounter(name('connection.closes'), {
-    description: 'Connections closed, by reason.',
-    unit: '{connection}',
-  })
-  const load = meter.createObservableGauge(name('load'), {
-    description: 'Current smoothed load factor, from 0 to 1.',
-    unit: '1',
-  })
-  const timeout = meter.createObservableGauge(name('timeout'), {
-    description: 'Idle timeout currently advertised in Keep-Alive: timeout=.',
+  const duration = meter.createHistogram(name('connection.duration'), {
+    description: 'How long a connection was open, recorded when it closed, by close reason.',
     unit: 's',
-  })
-  const max = meter.createObservableGauge(name('max_requests'), {
-    description: 'Requests one connection may currently serve in total; no data point when unlimited.',
-    unit: '{request}',
-  })
-  const draining = meter.createObservableGauge(name('draining'), {
-    description: '1 while the controller is draining for shutdown (every response carries Connection: close), else 0.',
-    unit: '1',
+    advice: { explicitBucketBoundaries: [...durationBuckets] },
   })
   const perConnection = meter.createHistogram(name('connection.requests'), {
     description: 'Requests a connection served, recorded when it closed.',
     unit: '{request}',
     advice: { explicitBucketBoundaries: [...buckets] },
   })
-  const observables: Observable[] = [connections, requests, closes, load, timeout, max, draining]
+  const closes = meter.createObservableCounter(name('connection.closes'), {
+    description: 'Connections closed, by reason.',
+    unit: '{connection}',
+  })
+  const requests = meter.createObservableCounter(name('requests'), {
+    description: 'Responses finished.',
+    unit: '{request}',
+  })
+  const max = meter.createObservableGauge(name('connection.request.limit'), {
+    description: 'Requests one connection may currently serve in total (max=); no data point when unlimited.',
+    unit: '{request}',
+  })
+  const timeout = meter.createObservableGauge(name('connection.idle_timeout'), {
+    description: 'Idle timeout currently advertised in Keep-Alive: timeout=.',
+    unit: 's',
+  })
+  const load = meter.createObservableGauge(name('utilization'), {
+    description: 'Current smoothed load factor, from 0 to 1: the busiest of event-loop utilisation, delay, connections against the cap and any user signal.',
+    unit: '1',
+  })
+  const draining = meter.createObservableGauge(name('draining'), {
+    description: '1 while the controller is draining for shutdown (every response carries Connection: close), else 0.',
+    unit: '1',
+  })
+  const observables: Observable[] = [connections, closes, requests, max, timeout, load, draining]
+  // Attribute objects built once: the callback and the close listener allocate none of their own.
+  const byState = { active: { ...attributes, [STATE]: 'active' }, idle: { ...attributes, [STATE]: 'idle' } }
+  const byReason = {} as Record<CloseReason, Attributes>
+  for (const reason of CLOSE_REASONS) byReason[reason] = { ...attributes, [REASON]: CLOSE_REASON_VALUES[reason] }
 
   function observe(result: BatchObservableResult): void {
     const stats = controller.stats()
-    result.observe(connections, stats.connections.active, { [STATE]: 'active' })
-    result.observe(connections, stats.connections.idle, { [STATE]: 'idle' })
-    result.observe(requests, stats.requests)
-    for (const reason of CLOSE_REASONS) result.observe(closes, stats.closes[reason], { [REASON]: reason })
-    result.observe(load, stats.load)
-    result.observe(timeout, stats.timeout)
-    if (stats.max !== null) result.observe(max, stats.max)
-    result.observe(draining, stats.draining ? 1 : 0)
+    result.observe(connections, stats.connections.active, byState.active)
+    result.observe(connections, stats.connections.idle, byState.idle)
+    result.observe(requests, stats.requests, attributes)
+    for (const reason of CLOSE_REASONS) result.observe(closes, stats.closes[reason], byReason[reason])
+    if (stats.max !== null) result.observe(max, stats.max, attributes)
+    result.observe(timeout, stats.timeout, attributes)
+    result.observe(load, stats.load, attributes)
+    result.observe(draining, stats.draining ? 1 : 0, attributes)
   }
 
   function onClose(event: CloseEvent): void {
-    perConnection.record(event.requests)
+    // Fresh objects per close: the SDK may keep a reference to the attributes it was given.
+    const connection: Attributes = { ...attributes }
+    if (event.localPort !== undefined) connection[PORT] = event.localPort
+    if (event.http2 !== undefined) connection[PROTOCOL_VERSION] = event.http2 ? '2' : '1.1'
+    duration.record(event.age, { ...connection, [REASON]: CLOSE_REASON_VALUES[event.reason] })
+    perConnection.record(event.requests, connection)
   }
 
   meter.addBatchObservableCallback(observe, observables)
@@ -103,7 +157,7 @@ export function registerKeepAliveInstruments(controller: InstrumentsSource, opti
 
   let registered = true
   return {
-    names: ['connections', 'requests', 'connection.closes', 'load', 'timeout', 'max_requests', 'draining', 'connection.requests'].map(name),
+    names: SUFFIXES.map(name),
     unregister() {
       if (!registered) return
       registered = false
@@ -114,45 +168,63 @@ export function registerKeepAliveInstruments(controller: InstrumentsSource, opti
 }
 
 interface ResolvedInstrumentsOptions {
-  meter: Meter
+  meterProvider: MeterProvider
   prefix: string
+  attributes: Attributes
   buckets: readonly number[]
+  durationBuckets: readonly number[]
 }
 
 // OpenTelemetry instrument names: a letter, then letters, digits, '_', '.', '-' or '/'.
 const NAME = /^[A-Za-z][A-Za-z0-9_.\-/]*$/
 
 function resolveInstrumentsOptions(options: unknown): ResolvedInstrumentsOptions {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw new TypeError(`keepalive: instruments options must be an object with a "meter", got ${describe(options)}`)
+  if (options === undefined) options = {}
+  if (!isPlainObject(options)) fail(TypeError, '', `instruments options must be an object, got ${describe(options)}`)
+  if ('meter' in options) {
+    // A library names its meter after itself (instrumentation scope); the provider is the user's choice.
+    fail(TypeError, 'meter', 'unknown option "meter": the instruments use a meter of their own, named "@keepalive/otel"; pass "meterProvider" to choose where it comes from')
   }
-  const input = options as Record<string, unknown>
-  for (const key of Object.keys(input)) {
-    if (!OPTION_KEYS.includes(key)) {
-      throw new TypeError(`keepalive: unknown option "${key}"; allowed: ${OPTION_KEYS.join(', ')}`)
-    }
+  checkKeys(options, OPTION_KEYS, '')
+  const meterProvider = options.meterProvider ?? metrics.getMeterProvider()
+  if (typeof meterProvider !== 'object' || meterProvider === null || typeof (meterProvider as MeterProvider).getMeter !== 'function') {
+    fail(TypeError, 'meterProvider', `"meterProvider" must be an OpenTelemetry MeterProvider (with getMeter()), got ${describe(meterProvider)}`)
   }
-  const meter = input.meter
-  if (typeof meter !== 'object' || meter === null || typeof (meter as Meter).addBatchObservableCallback !== 'function') {
-    throw new TypeError(`keepalive: "meter" must be an OpenTelemetry Meter (metrics.getMeter(name)), got ${describe(meter)}`)
-  }
-  const prefix = input.prefix ?? 'keepalive.'
-  if (typeof prefix !== 'string') throw new TypeError(`keepalive: "prefix" must be a string, got ${describe(prefix)}`)
+  const prefix = options.prefix ?? 'keepalive.'
+  if (typeof prefix !== 'string') fail(TypeError, 'prefix', `"prefix" must be a string, got ${describe(prefix)}`)
   if (prefix !== '' && !NAME.test(prefix)) {
-    throw new RangeError(`keepalive: "prefix" must start a valid instrument name (a letter, then letters, digits, _ . - /), got ${JSON.stringify(prefix)}`)
+    fail(RangeError, 'prefix', `"prefix" must start a valid instrument name (a letter, then letters, digits, _ . - /), got ${JSON.stringify(prefix)}`)
   }
-  const buckets = input.buckets ?? DEFAULT_BUCKETS
-  if (!Array.isArray(buckets) || buckets.length === 0 || !buckets.every((b) => typeof b === 'number' && Number.isFinite(b))) {
-    throw new TypeError(`keepalive: "buckets" must be a non-empty array of finite numbers, got ${describe(buckets)}`)
+  return {
+    meterProvider: meterProvider as MeterProvider,
+    prefix,
+    attributes: resolveAttributes(options.attributes),
+    buckets: resolveBuckets('buckets', options.buckets, DEFAULT_BUCKETS),
+    durationBuckets: resolveBuckets('durationBuckets', options.durationBuckets, DEFAULT_DURATION_BUCKETS),
   }
-  return { meter: meter as Meter, prefix, buckets }
 }
 
-function describe(value: unknown): string {
-  if (value === null) return 'null'
-  if (value === undefined) return 'undefined'
-  if (Array.isArray(value)) return `[${value.map((v) => (typeof v === 'string' ? JSON.stringify(v) : String(v))).join(', ')}] (array)`
-  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`
-  if (typeof value === 'object') return 'an object'
-  return `${String(value)} (${typeof value})`
+function resolveAttributes(value: unknown): Attributes {
+  if (value === undefined) return {}
+  if (!isPlainObject(value)) fail(TypeError, 'attributes', `"attributes" must be an object of attribute names to strings, numbers or booleans, got ${describe(value)}`)
+  const attributes: Attributes = {}
+  for (const [key, item] of Object.entries(value)) {
+    if (key === STATE || key === REASON) fail(RangeError, `attributes.${key}`, `"attributes.${key}" is an attribute the instruments set themselves; allowed: any other name`)
+    if (typeof item !== 'string' && typeof item !== 'number' && typeof item !== 'boolean') {
+      fail(TypeError, `attributes.${key}`, `"attributes.${key}" must be a string, a number or a boolean, got ${describe(item)}`)
+    }
+    attributes[key] = item
+  }
+  return attributes
+}
+
+function resolveBuckets(name: string, value: unknown, fallback: readonly number[]): readonly number[] {
+  if (value === undefined) return fallback
+  if (!Array.isArray(value) || value.length === 0) fail(TypeError, name, `"${name}" must be a non-empty array of finite numbers, got ${describe(value)}`)
+  const check = name === 'durationBuckets' ? seconds : (item: string, bound: unknown) => number(item, bound, { min: 0, unit: 'count' })
+  value.forEach((bound: unknown, i) => check(`${name}[${i}]`, bound, { min: 0 }))
+  for (let i = 1; i < value.length; i++) {
+    if ((value[i] as number) <= (value[i - 1] as number)) fail(RangeError, name, `"${name}" must be increasing, got ${value[i - 1]} then ${value[i]}`)
+  }
+  return [...(value as number[])]
 }
