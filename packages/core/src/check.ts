@@ -101,3 +101,20 @@ export function number(name: string, value: unknown, rule: NumberRule): number {
 export const seconds = (name: string, value: unknown, rule: Omit<NumberRule, 'unit'>): number =>
   number(name, value, { max: MAX_SECONDS, ...rule, unit: 'seconds' })
 export const count = (name: string, value: unknown, infinity = true): number => number(name, value, { min: 1, integer: true, infinity, unit: 'count' })
+
+/**
+ * Checks histogram bucket bounds: a non-empty, increasing array of numbers at least 0 (seconds when
+ * `unit` is 'seconds'); `undefined` gives `fallback`. Returns a copy.
+ */
+export function buckets(name: string, value: unknown, fallback: readonly number[], unit: 'seconds' | 'count'): readonly number[] {
+  if (value === undefined) return fallback
+  if (!Array.isArray(value) || value.length === 0) fail(TypeError, name, `"${name}" must be a non-empty array of finite numbers, got ${describe(value)}`)
+  value.forEach((bound: unknown, i) => {
+    if (unit === 'seconds') seconds(`${name}[${i}]`, bound, { min: 0 })
+    else number(`${name}[${i}]`, bound, { min: 0, unit: 'count' })
+  })
+  for (let i = 1; i < value.length; i++) {
+    if ((value[i] as number) <= (value[i - 1] as number)) fail(RangeError, name, `"${name}" must be increasing, got ${value[i - 1]} then ${value[i]}`)
+  }
+  return [...(value as number[])]
+}

@@ -74,6 +74,8 @@ export class Connection implements HeadersListener {
   /** Counted by the owner as leaving (a close is decided or under way). */
   leaving = false
   session: TrackedSession | null = null
+  /** A random whole number in [0, 2^30): this connection's maxAge jitter and its turn in a gradual drain. */
+  readonly seed = (Math.random() * 0x40000000) | 0
 
   constructor(
     readonly owner: ConnectionOwner,

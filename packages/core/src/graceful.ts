@@ -5,7 +5,7 @@ import { checkKeys, describe, fail, isPlainObject, seconds } from './check.js'
 import { createKeepAlive } from './controller.js'
 import { ownerOf } from './server.js'
 import { kForce, type Forceable } from './shutdown.js'
-import type { AttachableServer, KeepAliveController, ShutdownReport } from './types.js'
+import type { AttachableServer, KeepAliveController, ShutdownOptions, ShutdownReport } from './types.js'
 
 /** The parts of a controller gracefulShutdown uses. */
 type Drainable = Pick<KeepAliveController, 'attach' | 'drain' | 'shutdown'>
@@ -23,6 +23,10 @@ export interface GracefulShutdownOptions {
   readinessDelay?: number
   /** Seconds the drain may take before what is left is destroyed. @default 10 */
   timeout?: number
+  /** The drain's quiet period in seconds (see `drainQuiet` of createKeepAlive). @default the controller's (0.2) */
+  drainQuiet?: number
+  /** Seconds over which to spread the connections' closes (a gradual drain; see `shutdown()`). @default 0 */
+  gradual?: number
   /** Runs after the readiness delay, before the drain. */
   beforeShutdown?: () => unknown
   /** Runs with the report once the drain is over, before the process exits. */
@@ -45,13 +49,14 @@ export interface GracefulShutdown {
   dispose(): void
 }
 
-const GRACEFUL_KEYS = ['keepAlive', 'signals', 'readinessDelay', 'timeout', 'beforeShutdown', 'onShutdown', 'exit', 'logger'] as const
+const GRACEFUL_KEYS = ['keepAlive', 'signals', 'readinessDelay', 'timeout', 'drainQuiet', 'gradual', 'beforeShutdown', 'onShutdown', 'exit', 'logger'] as const
 /** Signals a process cannot catch: a handler for them throws EINVAL. */
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 
 /** Formats the one-line shutdown report. */
 export function formatReport(report: Readonly<ShutdownReport>): string {
-  return `keepalive: drained in ${report.elapsed.toFixed(2)}s: ${report.closedIdle} idle closed, ${report.completed} requests completed, ${report.forced} forced`
+  const upgraded = report.upgraded > 0 ? `, ${report.upgraded} upgraded sockets left to the deadline` : ''
+  return `keepalive: drained in ${report.elapsed.toFixed(2)}s: ${report.closedIdle} idle closed, ${report.completed} requests completed, ${report.forced} forced${upgraded}`
 }
 
 function checkSignals(value: unknown): NodeJS.Signals[] {
@@ -68,8 +73,8 @@ function checkSignals(value: unknown): NodeJS.Signals[] {
 }
 
 /** Validates gracefulShutdown's options once, at the call. */
-export function resolveGracefulOptions(input: unknown): Required<Omit<GracefulShutdownOptions, 'keepAlive' | 'beforeShutdown' | 'onShutdown'>> &
-  Pick<GracefulShutdownOptions, 'keepAlive' | 'beforeShutdown' | 'onShutdown'> {
+export function resolveGracefulOptions(input: unknown): Required<Omit<GracefulShutdownOptions, 'keepAlive' | 'beforeShutdown' | 'onShutdown' | 'drainQuiet' | 'gradual'>> &
+  Pick<GracefulShutdownOptions, 'keepAlive' | 'beforeShutdown' | 'onShutdown'> & { drain: ShutdownOptions } {
   if (input === undefined) input = {}
   if (!isPlainObject(input)) fail(TypeError, 'options', `gracefulShutdown options must be an object, got ${describe(input)}`)
   checkKeys(input, GRACEFUL_KEYS, '')
@@ -83,11 +88,20 @@ export function resolveGracefulOptions(input: unknown): Required<Omit<GracefulSh
   if (keepAlive !== undefined && (keepAlive === null || typeof (keepAlive as { shutdown?: unknown }).shutdown !== 'function')) {
     fail(TypeError, 'keepAlive', `"keepAlive" must be a keepalive controller (createKeepAlive(), an adapter's middleware or fastify.keepAlive), got ${describe(keepAlive)}`)
   }
+  const timeout = o.timeout === undefined ? 10 : seconds('timeout', o.timeout, { min: 0 })
+  // The drain's own options, checked as shutdown() checks them (and named as given here).
+  const drain: ShutdownOptions = { timeout }
+  if (o.drainQuiet !== undefined) drain.drainQuiet = seconds('drainQuiet', o.drainQuiet, { min: 0, max: 60 })
+  if (o.gradual !== undefined) {
+    drain.gradual = seconds('gradual', o.gradual, { min: 0 })
+    if (drain.gradual > timeout) fail(RangeError, 'gradual', `"gradual" must be at most timeout (${timeout}) so every connection is told to close before the deadline, got ${drain.gradual}`)
+  }
   return {
     keepAlive,
     signals,
+    drain,
     readinessDelay: o.readinessDelay === undefined ? 0 : seconds('readinessDelay', o.readinessDelay, { min: 0 }),
-    timeout: o.timeout === undefined ? 10 : seconds('timeout', o.timeout, { min: 0 }),
+    timeout,
     beforeShutdown: o.beforeShutdown as GracefulShutdownOptions['beforeShutdown'],
     onShutdown: o.onShutdown as GracefulShutdownOptions['onShutdown'],
     exit: (o.exit as boolean | undefined) ?? true,
@@ -134,7 +148,7 @@ export function gracefulShutdown(server: AttachableServer, input?: GracefulShutd
     try {
       await delay(options.readinessDelay)
       await options.beforeShutdown?.()
-      const report = await controller.shutdown({ timeout: options.timeout })
+      const report = await controller.shutdown(options.drain)
       await options.onShutdown?.(report)
       options.logger(formatReport(report))
       if (options.exit) process.exit(report.forced > 0 ? 1 : 0)

@@ -22,4 +22,5 @@ export type {
   KeepAliveStats,
   ShutdownOptions,
   ShutdownReport,
+  UpgradedEvent,
 } from './types.js'

@@ -8,6 +8,8 @@ export interface ResolvedOptions {
   /** Requests per connection; Infinity = unlimited. */
   readonly max: number
   readonly maxAgeMs: number
+  /** Each connection's maxAge is scaled by a factor in [1 - maxAgeJitter, 1 + maxAgeJitter]. */
+  readonly maxAgeJitter: number
   readonly graceMs: number
   /** The drain's and eviction's quiet period. */
   readonly drainQuietMs: number
@@ -32,6 +34,7 @@ const TOP_LEVEL = [
   'timeout',
   'max',
   'maxAge',
+  'maxAgeJitter',
   'grace',
   'drainQuiet',
   'maxConnections',
@@ -41,7 +44,7 @@ const TOP_LEVEL = [
 ] as const
 const ADAPTIVE_KEYS = ['signal', 'from', 'shedAt', 'minTimeout', 'minMax', 'interval'] as const
 const BEHIND_KEYS = ['idleTimeout'] as const
-const SHUTDOWN_KEYS = ['timeout', 'drainQuiet'] as const
+const SHUTDOWN_KEYS = ['timeout', 'drainQuiet', 'gradual'] as const
 /** Default quiet period of the drain and eviction, in seconds (docs/architecture.md §7). */
 export const DRAIN_QUIET_SECONDS = 0.2
 /** Node writes `max=` through a 32-bit integer: a larger count would be sent wrong. */
@@ -89,6 +92,8 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   }
   const max = given(o.max) ? countUpTo('max', o.max) : 1000
   const maxAge = given(o.maxAge) ? seconds('maxAge', o.maxAge, { min: 0, above: true, infinity: true }) : Infinity
+  // gRPC's MAX_CONNECTION_AGE jitters by ±10% so connections opened together do not all recycle together.
+  const maxAgeJitter = given(o.maxAgeJitter) ? number('maxAgeJitter', o.maxAgeJitter, { min: 0, max: 0.5, unit: 'fraction' }) : 0.1
   const grace = given(o.grace) ? seconds('grace', o.grace, { min: 0 }) : 1
   const drainQuiet = given(o.drainQuiet) ? seconds('drainQuiet', o.drainQuiet, { min: 0, max: 60 }) : DRAIN_QUIET_SECONDS
   if (timeout + grace > MAX_SECONDS) {
@@ -155,6 +160,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     timeoutMs: timeout * 1000,
     max,
     maxAgeMs: maxAge * 1000,
+    maxAgeJitter,
     graceMs: grace * 1000,
     drainQuietMs: drainQuiet * 1000,
     maxConnections,
@@ -163,14 +169,26 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   })
 }
 
-/** Validates `shutdown()` options; returns the deadline and quiet period in milliseconds. */
-export function resolveShutdownOptions(input: unknown, options: Pick<ResolvedOptions, 'drainQuietMs'>, name = 'shutdown'): { timeoutMs: number; quietMs: number } {
-  if (input === undefined) return { timeoutMs: 10_000, quietMs: options.drainQuietMs }
+/** A drain's settings, in milliseconds. */
+export interface ShutdownSettings {
+  readonly timeoutMs: number
+  readonly quietMs: number
+  /** Window over which connections are told to close, one at a random moment each; 0 = at once. */
+  readonly gradualMs: number
+}
+
+/** Validates `shutdown()` options (also gracefulShutdown's, under `name`); durations in milliseconds. */
+export function resolveShutdownOptions(input: unknown, options: Pick<ResolvedOptions, 'drainQuietMs'>, name = 'shutdown'): ShutdownSettings {
+  if (input === undefined) return { timeoutMs: 10_000, quietMs: options.drainQuietMs, gradualMs: 0 }
   if (!isPlainObject(input)) fail(TypeError, name, `${name} options must be an object, got ${describe(input)}`)
   checkKeys(input, SHUTDOWN_KEYS, `${name}.`)
+  const timeout = given(input.timeout) ? seconds(`${name}.timeout`, input.timeout, { min: 0 }) : 10
+  const gradual = given(input.gradual) ? seconds(`${name}.gradual`, input.gradual, { min: 0 }) : 0
+  if (gradual > timeout) fail(RangeError, `${name}.gradual`, `"${name}.gradual" must be at most ${name}.timeout (${timeout}) so every connection is told to close before the deadline, got ${gradual}`)
   return {
-    timeoutMs: given(input.timeout) ? seconds(`${name}.timeout`, input.timeout, { min: 0 }) * 1000 : 10_000,
+    timeoutMs: timeout * 1000,
     quietMs: given(input.drainQuiet) ? seconds(`${name}.drainQuiet`, input.drainQuiet, { min: 0, max: 60 }) * 1000 : options.drainQuietMs,
+    gradualMs: gradual * 1000,
   }
 }
 

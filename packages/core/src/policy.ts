@@ -11,6 +11,9 @@ export interface PolicyState {
   /** Keep-alive is shed: every response closes its connection. */
   shedding: boolean
   draining: boolean
+  /** When the drain began (whole ms, see `now()`), and the window a gradual drain spreads its closes over (0: at once). */
+  drainStartMs: number
+  drainWindowMs: number
   /** More connections are open than `maxConnections` and none was idle to evict: close after responses. */
   overCap: boolean
 }
@@ -19,11 +22,20 @@ export interface PolicyState {
  * The per-response decision (docs/architecture.md §4, step 4): why the `n`-th response (1-based) on a connection
  * `ageMs` old must close it, or `null` to keep it alive. Returns interned strings: allocates nothing.
  */
-export function closeReason(n: number, ageMs: number, state: Readonly<PolicyState>, options: Readonly<ResolvedOptions>): CloseReason | null {
-  if (state.draining) return 'drain'
+export function closeReason(
+  n: number,
+  ageMs: number,
+  state: Readonly<PolicyState>,
+  options: Readonly<ResolvedOptions>,
+  /** This connection's age limit (maxAge, jittered per connection). */
+  maxAgeMs: number = options.maxAgeMs,
+  /** This connection's turn to close in the drain has come. */
+  draining: boolean = state.draining,
+): CloseReason | null {
+  if (draining) return 'drain'
   // `timeout: 0` turns keep-alive off: each connection serves one request.
   if (state.timeoutMs === 0 || n >= state.max) return 'maxRequests'
-  if (ageMs >= options.maxAgeMs) return 'maxAge'
+  if (ageMs >= maxAgeMs) return 'maxAge'
   if (state.overCap) return 'evicted'
   if (state.shedding) return 'shed'
   return null
@@ -73,5 +85,5 @@ export function applyLoad(state: PolicyState, load: number, options: Readonly<Re
 
 /** The policy state before any load sample. */
 export function initialPolicy(options: Readonly<ResolvedOptions>): PolicyState {
-  return { timeoutMs: options.timeoutMs, max: options.max, shedding: false, draining: false, overCap: false }
+  return { timeoutMs: options.timeoutMs, max: options.max, shedding: false, draining: false, drainStartMs: 0, drainWindowMs: 0, overCap: false }
 }

@@ -2,6 +2,8 @@
 // sessions, destroy what is left at the deadline, and report (docs/architecture.md §7).
 import { performance } from 'node:perf_hooks'
 import { now, type Connection } from './connection.js'
+import { drainDue } from './decision.js'
+import type { ShutdownSettings } from './options.js'
 import { stopAccepting } from './server.js'
 import { closable, createBegun, requestArriving } from './sweep.js'
 import type { Tracker } from './tracker.js'
@@ -27,21 +29,17 @@ export interface Drain {
   force(): void
 }
 
-/** Settings of one drain, in milliseconds. */
-export interface DrainSettings {
-  readonly timeoutMs: number
-  readonly quietMs: number
-}
-
 /**
  * Drains every connection of a tracker: stop accepting; every response from now on carries
  * `Connection: close`; an idle socket closes once it has been quiet for the quiet period with no
  * request arriving (a request already sent reaches us first and is answered); HTTP/2 sessions get
  * GOAWAY; at the deadline whatever is left is destroyed.
  */
-export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, settings: DrainSettings): Drain {
+export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, settings: ShutdownSettings): Drain {
   const started = performance.now()
-  const report: ShutdownReport = { closedIdle: 0, completed: 0, forced: 0, elapsed: 0 }
+  const report: ShutdownReport = { closedIdle: 0, completed: 0, forced: 0, upgraded: 0, elapsed: 0 }
+  /** Upgraded sockets already announced to the application. */
+  const announced = new WeakSet<Connection>()
   const { quietMs } = settings
   /** Idle connections waiting to have been quiet for `quietMs`. */
   const waiting = new Set<Connection>()
@@ -86,13 +84,17 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
       } else if (closed >= CLOSE_BATCH) {
         next = 0 // the rest after a turn of the event loop
         break
+      } else if (!drainDue(tracker.policy, conn, time)) {
+        // A gradual drain: this connection's turn comes later in the window.
+        next = Math.min(next, turnOf(conn) - time)
       } else if (closable(conn, time, quietMs, begun)) {
         waiting.delete(conn)
         report.closedIdle++
         closed++
         conn.close('drain')
       } else if (conn.state === 'detached') {
-        waiting.delete(conn) // an upgraded socket: left to the application and the deadline
+        waiting.delete(conn)
+        announce(conn)
       } else {
         const quietFor = time - conn.idleSince
         next = Math.min(next, quietFor >= quietMs && requestArriving(conn, begun) ? ARRIVING_RECHECK_MS : quietMs - quietFor)
@@ -106,6 +108,18 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
     }
   }
 
+  /** When a connection's turn comes in a gradual drain (whole ms). */
+  function turnOf(conn: Connection): number {
+    return tracker.policy.drainStartMs + Math.ceil((tracker.policy.drainWindowMs * conn.seed) / 0x40000000)
+  }
+
+  /** An upgraded socket is not HTTP: the application closes it (or the deadline does). */
+  function announce(conn: Connection): void {
+    if (announced.has(conn)) return
+    announced.add(conn)
+    tracker.emit('upgraded', { socket: conn.socket })
+  }
+
   function closeWhenQuiet(conn: Connection): void {
     if (!conn.waiting) return
     conn.markRead()
@@ -116,7 +130,10 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
   function force(): void {
     if (done) return
     for (const conn of [...tracker.conns]) {
-      if (conn.inFlight > 0 || conn.state === 'detached') {
+      if (conn.state === 'detached' || conn.checkDetached()) {
+        report.upgraded++
+        conn.destroy('forced')
+      } else if (conn.inFlight > 0) {
         report.forced++
         conn.destroy('forced')
       } else if (conn.state !== 'closing') {
@@ -129,7 +146,7 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
     if (tracker.conns.size === 0) finish()
   }
 
-  tracker.startDraining()
+  tracker.startDraining(settings.gradualMs)
   tracker.drainHooks = {
     idle: closeWhenQuiet,
     released: () => {
@@ -153,6 +170,8 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
         conn.predictClose('drain')
         conn.session.close() // GOAWAY: open streams finish, no new ones start
       }
+    } else if (conn.checkDetached()) {
+      announce(conn)
     } else {
       closeWhenQuiet(conn)
     }

@@ -4,36 +4,16 @@ import { EventEmitter } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import { Connection, now, type ConnectionOwner, type TrackedSocket } from './connection.js'
-import { parseKeepAlive } from './header.js'
+import { Decider, numberResponse, predictedFor } from './decision.js'
 import type { ResolvedOptions } from './options.js'
-import { applyLoad, closeReason, initialPolicy, type PolicyState } from './policy.js'
-import {
-  checkParser,
-  clientKeepsAlive,
-  closeByFields,
-  closeInStore,
-  HeaderCache,
-  hookHeaders,
-  kConnection,
-  keepByFields,
-  nodeKeepsAlive,
-  saysClose,
-} from './response.js'
+import { applyLoad, initialPolicy, type PolicyState } from './policy.js'
+import { checkParser, hookHeaders, kConnection } from './response.js'
 import { closable, createBegun } from './sweep.js'
 import type { AttachableServer, CloseReason, KeepAliveEvents } from './types.js'
 
 /** Ms the first request may take to start on a connection whose keep-alive is off. */
 export const FIRST_REQUEST_MS = 5000
 
-/** A response's place on its connection (1-based), set as its request starts. */
-const kSequence = Symbol('keepalive.sequence')
-/** Set on a response the decision predicted to close its connection: why (null: not for a reason of ours). */
-const kPredicted = Symbol('keepalive.predicted')
-
-interface TrackedResponse extends ServerResponse {
-  [kSequence]?: number
-  [kPredicted]?: CloseReason | null
-}
 
 /** Hooks the drain installs while a shutdown runs. */
 export interface DrainHooks {
@@ -99,8 +79,6 @@ export class Tracker implements ConnectionOwner {
   load = 0
   /** Connections known to close (a closing response decided, or closed by us), not yet closed. */
   leavingCount = 0
-  /** The longest idle time any connection was promised (plus grace): the backstop's base. */
-  longestIdleMs: number
   drainHooks: DrainHooks = NO_DRAIN
   /**
    * Whether each socket has a 'close' listener. It costs ~200 B per connection, so it is kept only
@@ -112,15 +90,14 @@ export class Tracker implements ConnectionOwner {
   private evictQueued = false
   /** When the pending eviction pass was queued: connections accepted since are the newcomers it makes room for. */
   private evictQueuedAt = 0
-  private readonly headers: HeaderCache
+  readonly decider: Decider
 
   constructor(readonly options: ResolvedOptions) {
     this.policy = initialPolicy(options)
     this.waiting = options.maxConnections === Infinity ? NO_LIST : new Set<Connection>()
     this.perAddress = options.maxConnectionsPerIp === Infinity ? null : new Map()
     this.watching = options.maxConnections !== Infinity || this.perAddress !== null
-    this.headers = new HeaderCache(this.policy.timeoutMs)
-    this.longestIdleMs = Math.max(options.timeoutMs, FIRST_REQUEST_MS) + options.graceMs
+    this.decider = new Decider(options, this.policy, Math.max(options.timeoutMs, FIRST_REQUEST_MS) + options.graceMs)
     // An 'error' event without a listener would throw; errors are reported, never thrown at Node.
     this.events.on('error', () => {})
   }
@@ -165,17 +142,21 @@ export class Tracker implements ConnectionOwner {
     return conn
   }
 
+  /** The longest idle time any connection was promised (plus grace): the backstop's base. */
+  get longestIdleMs(): number {
+    return this.decider.longestIdleMs
+  }
+
   /** A request started on a tracked connection (numbered for `max=`, its headers hooked). */
   requestStarted(conn: Connection, res: ServerResponse): void {
     conn.requestStarted(now())
-    // Pipelined requests may write their headers out of order: `max=` counts by place, not by who writes first.
-    ;(res as TrackedResponse)[kSequence] = conn.started
+    numberResponse(res, conn.started)
     hookHeaders(res)
   }
 
   /** An HTTP/1 response ended on a tracked connection. */
   responseEnded(conn: Connection, res: ServerResponse): void {
-    conn.responseEnded(res, (res as TrackedResponse)[kPredicted], now())
+    conn.responseEnded(res, predictedFor(res), now())
   }
 
   /** Releases connections whose sockets have closed but were not released yet (see `watching`). */
@@ -193,6 +174,10 @@ export class Tracker implements ConnectionOwner {
   }
 
   // ---- ConnectionOwner: aggregates follow the connections' transitions ---------------------
+
+  decide(conn: Connection, res: object, statusCode: number, inStore: boolean): void {
+    this.decider.decide(conn, res, statusCode, inStore)
+  }
 
   busy(_conn: Connection, busy: boolean): void {
     this.active += busy ? 1 : -1
@@ -278,73 +263,13 @@ export class Tracker implements ConnectionOwner {
     }
   }
 
-  // ---- the per-response decision (docs/architecture.md §4) ----------------------------------
-
-  /**
-   * Decides a response's connection headers as they are written. Left to us (`inStore` false),
-   * it sets the fields Node writes them from; otherwise it reads and writes the header store.
-   */
-  decide(conn: Connection, res: object, statusCode: number, inStore: boolean): void {
-    const r = res as TrackedResponse
-    const n = r[kSequence] ?? conn.started
-    if (inStore) return this.decideInStore(conn, r, statusCode, n)
-    const reason = this.reasonToClose(conn, n)
-    if (reason !== null) {
-      // Node writes `Connection: close` and ends the socket after this response.
-      closeByFields(r)
-      this.predictClose(conn, r, reason)
-      return
-    }
-    const policy = this.policy
-    keepByFields(r, policy.timeoutMs, policy.max === Infinity ? 0 : policy.max - n)
-    conn.keepFor(policy.timeoutMs + this.options.graceMs)
-  }
-
-  /** The decision for a response whose application set `Connection` or `Keep-Alive` itself. */
-  private decideInStore(conn: Connection, res: TrackedResponse, statusCode: number, n: number): void {
-    if (!nodeKeepsAlive(res, statusCode)) {
-      // RFC 9112 §9.6: a client that asked to close gets a closing response, whatever the
-      // application's own Connection header says; and no Keep-Alive beside a close.
-      if (!clientKeepsAlive(res) && !saysClose(res.getHeader('connection'))) closeInStore(res)
-      else if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
-      this.predictClose(conn, res, null)
-      return
-    }
-    const reason = this.reasonToClose(conn, n)
-    if (reason !== null) {
-      closeInStore(res)
-      this.predictClose(conn, res, reason)
-      return
-    }
-    const grace = this.options.graceMs
-    const own = res.getHeader('keep-alive')
-    if (own === undefined) {
-      res.setHeader('Keep-Alive', this.headers.value(this.policy.max === Infinity ? Infinity : this.policy.max - n))
-      conn.keepFor(this.policy.timeoutMs + grace)
-      return
-    }
-    // The application's header wins, and the socket keeps what it promises.
-    const promised = parseKeepAlive(Array.isArray(own) ? own : String(own)).timeout
-    const idleMs = (promised === undefined ? this.policy.timeoutMs : Math.min(promised * 1000, 0x7fffffff - grace)) + grace
-    conn.keepFor(idleMs)
-    if (idleMs > this.longestIdleMs) this.longestIdleMs = idleMs
-  }
-
-  private predictClose(conn: Connection, res: TrackedResponse, reason: CloseReason | null): void {
-    res[kPredicted] = reason
-    conn.predictClose(reason)
-  }
-
-  private reasonToClose(conn: Connection, n: number): CloseReason | null {
-    const ageMs = this.options.maxAgeMs === Infinity ? 0 : now() - conn.createdAt
-    return closeReason(n, ageMs, this.policy, this.options)
-  }
-
   // ---- policy and events -----------------------------------------------------------------
 
-  /** From now on every response carries `Connection: close`. */
-  startDraining(): void {
+  /** From now on every response carries `Connection: close` (in a gradual drain, from each connection's turn in `windowMs`). */
+  startDraining(windowMs = 0): void {
     if (this.policy.draining) return
+    this.policy.drainStartMs = now()
+    this.policy.drainWindowMs = windowMs
     this.policy.draining = true
     this.emit('draining')
   }
@@ -352,7 +277,7 @@ export class Tracker implements ConnectionOwner {
   setLoad(load: number): void {
     const previous = this.load
     this.load = load
-    if (applyLoad(this.policy, load, this.options)) this.headers.reset(this.policy.timeoutMs)
+    if (applyLoad(this.policy, load, this.options)) this.decider.timeoutChanged()
     if (load !== previous && this.events.listenerCount('load') > 0) this.emit('load', load)
   }
 

@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { EventEmitter } from 'node:events'
+import type { Socket } from 'node:net'
 
 /** Settings of the load-adaptive policy; every duration is in seconds. */
 export interface AdaptiveOptions {
@@ -33,6 +34,12 @@ export interface KeepAliveOptions {
   max?: number
   /** Connection age in seconds after which the next response closes it. @default Infinity */
   maxAge?: number
+  /**
+   * Spread of `maxAge` per connection, as a fraction (0 to 0.5): each connection's age limit is
+   * `maxAge` × a random factor in [1 - maxAgeJitter, 1 + maxAgeJitter], so connections opened
+   * together are not all recycled together (as gRPC's MAX_CONNECTION_AGE does). @default 0.1
+   */
+  maxAgeJitter?: number
   /** Seconds an idle socket is really kept beyond the advertised timeout. @default 1 */
   grace?: number
   /**
@@ -107,8 +114,10 @@ export interface ShutdownReport {
   closedIdle: number
   /** Requests in flight or arriving during the drain that finished. */
   completed: number
-  /** Sockets destroyed at the deadline. */
+  /** Sockets destroyed at the deadline with a request still in flight. */
   forced: number
+  /** Upgraded sockets (WebSocket, CONNECT) the application had not closed by the deadline, destroyed then; not a failure. */
+  upgraded: number
   /** Seconds from the call until every connection was closed. */
   elapsed: number
 }
@@ -119,6 +128,13 @@ export interface ShutdownOptions {
   timeout?: number
   /** This drain's quiet period in seconds. @default the controller's `drainQuiet` (0.2) */
   drainQuiet?: number
+  /**
+   * Seconds over which to spread the close of every connection (Envoy's gradual drain): each one
+   * is told `Connection: close`, and closed once idle and quiet, at its own random moment in the
+   * window, so clients behind an L4 balancer do not all reconnect elsewhere at once. At most
+   * `timeout`. @default 0 (all at once)
+   */
+  gradual?: number
 }
 
 /** What the `close` event carries. */
@@ -133,6 +149,12 @@ export interface CloseEvent {
   localPort: number | undefined
   /** The connection spoke HTTP/2; `undefined` when it was refused before it was tracked (`perIp`). */
   http2: boolean | undefined
+}
+
+/** What the `upgraded` event carries. */
+export interface UpgradedEvent {
+  /** The socket Node handed to the 'upgrade' or 'connect' listener. */
+  socket: Socket
 }
 
 /** What the `connection` event carries. */
@@ -150,6 +172,12 @@ export interface KeepAliveEvents {
   shutdown: [ShutdownReport]
   /** The published load factor changed. */
   load: [number]
+  /**
+   * During a drain: an upgraded socket (WebSocket, CONNECT tunnel) is still open. It is not HTTP
+   * any more, so the drain does not close it: close it (e.g. a WebSocket close frame), or it is
+   * destroyed at the deadline and counted as `upgraded`.
+   */
+  upgraded: [UpgradedEvent]
   /** A user `adaptive.signal()` threw or returned a non-number; the sample counts it as 0. */
   error: [Error]
 }

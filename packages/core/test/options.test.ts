@@ -122,6 +122,8 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
     { input: { max: -Infinity }, error: RangeError, option: 'max', message: s('max', 'at least 1 and at most 2147483647 (2^31 - 1)', '-Infinity') },
     // Node writes max= through a 32-bit integer (~~n): 2^31 would be sent as a negative count.
     { input: { max: 2 ** 31 }, error: RangeError, option: 'max', message: s('max', 'at least 1 and at most 2147483647 (2^31 - 1)', '2147483648') },
+    { input: { maxAgeJitter: 0.6 }, error: RangeError, option: 'maxAgeJitter', message: s('maxAgeJitter', 'at least 0 and at most 0.5', '0.6') },
+    { input: { maxAgeJitter: -0.1 }, error: RangeError, option: 'maxAgeJitter', message: s('maxAgeJitter', 'at least 0 and at most 0.5', '-0.1') },
     { input: { drainQuiet: -0.1 }, error: RangeError, option: 'drainQuiet', message: s('drainQuiet', 'at least 0 and at most 60 seconds', '-0.1') },
     { input: { drainQuiet: 61 }, error: RangeError, option: 'drainQuiet', message: s('drainQuiet', 'at least 0 and at most 60 seconds', '61') },
     { input: { max: 1.5 }, error: RangeError, option: 'max', message: 'keepalive: "max" must be a whole number or Infinity, got 1.5' },
@@ -276,7 +278,7 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
 })
 
 describe('options: unknown keys throw a TypeError with a suggestion', () => {
-  const known = 'timeout, max, maxAge, grace, drainQuiet, maxConnections, maxConnectionsPerIp, adaptive, behind'
+  const known = 'timeout, max, maxAge, maxAgeJitter, grace, drainQuiet, maxConnections, maxConnectionsPerIp, adaptive, behind'
   const table: [unknown, string, string][] = [
     [{ maxage: 10 }, 'maxage', 'keepalive: unknown option "maxage"; did you mean "maxAge"?'],
     [{ tiemout: 5 }, 'tiemout', 'keepalive: unknown option "tiemout"; did you mean "timeout"?'],

@@ -7,7 +7,7 @@ import type { KeepAliveOptions } from '../src/types.js'
 const options = (input: KeepAliveOptions) => resolveOptions(input)
 
 function state(overrides: Partial<PolicyState> = {}): PolicyState {
-  return { timeoutMs: 5000, max: 1000, shedding: false, draining: false, overCap: false, ...overrides }
+  return { timeoutMs: 5000, max: 1000, shedding: false, draining: false, drainStartMs: 0, drainWindowMs: 0, overCap: false, ...overrides }
 }
 
 describe('closeReason', () => {
@@ -205,15 +205,15 @@ describe('applyLoad', () => {
 
   it('updates timeout, max and shedding in place', () => {
     const s = initialPolicy(o)
-    expect(s).toEqual({ timeoutMs: 5000, max: 1000, shedding: false, draining: false, overCap: false })
+    expect(s).toEqual({ timeoutMs: 5000, max: 1000, shedding: false, draining: false, drainStartMs: 0, drainWindowMs: 0, overCap: false })
     applyLoad(s, 0.75, o)
-    expect(s).toEqual({ timeoutMs: 3000, max: 505, shedding: false, draining: false, overCap: false })
+    expect(s).toEqual({ timeoutMs: 3000, max: 505, shedding: false, draining: false, drainStartMs: 0, drainWindowMs: 0, overCap: false })
     applyLoad(s, 0.96, o)
     expect(s.shedding).toBe(true)
     applyLoad(s, 0.92, o)
     expect(s.shedding).toBe(true)
     applyLoad(s, 0, o)
-    expect(s).toEqual({ timeoutMs: 5000, max: 1000, shedding: false, draining: false, overCap: false })
+    expect(s).toEqual({ timeoutMs: 5000, max: 1000, shedding: false, draining: false, drainStartMs: 0, drainWindowMs: 0, overCap: false })
   })
 
   it('returns true only when the advertised whole-second timeout changes', () => {
@@ -238,6 +238,6 @@ describe('applyLoad', () => {
     const fixed = options({ timeout: 5, max: 7 })
     const s = initialPolicy(fixed)
     expect(applyLoad(s, 1, fixed)).toBe(false)
-    expect(s).toEqual({ timeoutMs: 5000, max: 7, shedding: false, draining: false, overCap: false })
+    expect(s).toEqual({ timeoutMs: 5000, max: 7, shedding: false, draining: false, drainStartMs: 0, drainWindowMs: 0, overCap: false })
   })
 })

@@ -1,6 +1,6 @@
 import { metrics, type Attributes, type BatchObservableResult, type MeterProvider, type Observable } from '@opentelemetry/api'
 import { CLOSE_REASONS, type CloseEvent, type CloseReason, type KeepAliveController } from '@keepalive/core'
-import { checkKeys, describe, fail, isPlainObject, number, seconds } from '@keepalive/core/check'
+import { buckets, checkKeys, describe, fail, isPlainObject } from '@keepalive/core/check'
 import { SCOPE_NAME, SCOPE_VERSION } from './version.js'
 
 /** The parts of a controller the instruments read; an adapter's middleware or `fastify.keepAlive` works too. */
@@ -199,8 +199,8 @@ function resolveInstrumentsOptions(options: unknown): ResolvedInstrumentsOptions
     meterProvider: meterProvider as MeterProvider,
     prefix,
     attributes: resolveAttributes(options.attributes),
-    buckets: resolveBuckets('buckets', options.buckets, DEFAULT_BUCKETS),
-    durationBuckets: resolveBuckets('durationBuckets', options.durationBuckets, DEFAULT_DURATION_BUCKETS),
+    buckets: buckets('buckets', options.buckets, DEFAULT_BUCKETS, 'count'),
+    durationBuckets: buckets('durationBuckets', options.durationBuckets, DEFAULT_DURATION_BUCKETS, 'seconds'),
   }
 }
 
@@ -218,13 +218,3 @@ function resolveAttributes(value: unknown): Attributes {
   return attributes
 }
 
-function resolveBuckets(name: string, value: unknown, fallback: readonly number[]): readonly number[] {
-  if (value === undefined) return fallback
-  if (!Array.isArray(value) || value.length === 0) fail(TypeError, name, `"${name}" must be a non-empty array of finite numbers, got ${describe(value)}`)
-  const check = name === 'durationBuckets' ? seconds : (item: string, bound: unknown) => number(item, bound, { min: 0, unit: 'count' })
-  value.forEach((bound: unknown, i) => check(`${name}[${i}]`, bound, { min: 0 }))
-  for (let i = 1; i < value.length; i++) {
-    if ((value[i] as number) <= (value[i - 1] as number)) fail(RangeError, name, `"${name}" must be increasing, got ${value[i - 1]} then ${value[i]}`)
-  }
-  return [...(value as number[])]
-}

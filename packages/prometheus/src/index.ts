@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
 import { CLOSE_REASONS, type CloseEvent, type CloseReason, type KeepAliveController, type KeepAliveStats } from '@keepalive/core'
-import { checkKeys, describe, fail, isPlainObject, number, seconds } from '@keepalive/core/check'
+import { buckets, checkKeys, describe, fail, isPlainObject } from '@keepalive/core/check'
 
 /** The parts of a controller the exporter reads; an adapter's middleware or `fastify.keepAlive` works too. */
 export type MetricsSource = Pick<KeepAliveController, 'stats' | 'on' | 'off'>
@@ -297,8 +297,8 @@ function resolveMetricsOptions(options: unknown): ResolvedMetricsOptions {
     registry: registry as Registry,
     prefix,
     labels: resolveLabels(options.labels),
-    buckets: resolveBuckets('buckets', options.buckets, DEFAULT_BUCKETS),
-    durationBuckets: resolveBuckets('durationBuckets', options.durationBuckets, DEFAULT_DURATION_BUCKETS),
+    buckets: buckets('buckets', options.buckets, DEFAULT_BUCKETS, 'count'),
+    durationBuckets: buckets('durationBuckets', options.durationBuckets, DEFAULT_DURATION_BUCKETS, 'seconds'),
   }
 }
 
@@ -317,13 +317,3 @@ function resolveLabels(value: unknown): Labels {
   return labels
 }
 
-function resolveBuckets(name: string, value: unknown, fallback: readonly number[]): readonly number[] {
-  if (value === undefined) return fallback
-  if (!Array.isArray(value) || value.length === 0) fail(TypeError, name, `"${name}" must be a non-empty array of finite numbers, got ${describe(value)}`)
-  const check = name === 'durationBuckets' ? seconds : (item: string, bound: unknown) => number(item, bound, { min: 0, unit: 'count' })
-  value.forEach((bound: unknown, i) => check(`${name}[${i}]`, bound, { min: 0 }))
-  for (let i = 1; i < value.length; i++) {
-    if ((value[i] as number) <= (value[i - 1] as number)) fail(RangeError, name, `"${name}" must be increasing, got ${value[i - 1]} then ${value[i]}`)
-  }
-  return [...(value as number[])]
-}

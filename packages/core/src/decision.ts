@@ -1,0 +1,124 @@
+// The per-response decision (docs/architecture.md §4): why a response closes its connection, and
+// how that is written, into Node's fields or the header store.
+import type { ServerResponse } from 'node:http'
+import { now, type Connection } from './connection.js'
+import { parseKeepAlive } from './header.js'
+import type { ResolvedOptions } from './options.js'
+import { closeReason, type PolicyState } from './policy.js'
+import { clientKeepsAlive, closeByFields, closeInStore, HeaderCache, keepByFields, nodeKeepsAlive, saysClose } from './response.js'
+import type { CloseReason } from './types.js'
+
+/** A response's place on its connection (1-based), set as its request starts. */
+const kSequence = Symbol('keepalive.sequence')
+/** Set on a response the decision predicted to close its connection: why (null: not for a reason of ours). */
+const kPredicted = Symbol('keepalive.predicted')
+
+interface TrackedResponse extends ServerResponse {
+  [kSequence]?: number
+  [kPredicted]?: CloseReason | null
+}
+
+/** Numbers a response by its request's place: pipelined responses may write their headers out of order. */
+export function numberResponse(res: object, n: number): void {
+  ;(res as TrackedResponse)[kSequence] = n
+}
+
+/** The close the decision predicted for a response: a reason, null (not ours), or undefined (none). */
+export function predictedFor(res: object): CloseReason | null | undefined {
+  return (res as TrackedResponse)[kPredicted]
+}
+
+/** A connection's seed as a fraction in [0, 1). */
+const fraction = (seed: number): number => seed / 0x40000000
+
+/** The decision for one controller. */
+export class Decider {
+  private readonly headers: HeaderCache
+
+  constructor(
+    private readonly options: ResolvedOptions,
+    private readonly policy: PolicyState,
+    /** The longest idle time any connection was promised (plus grace): the backstop's base. */
+    public longestIdleMs: number,
+  ) {
+    this.headers = new HeaderCache(policy.timeoutMs)
+  }
+
+  /** The advertised timeout changed: header values are built anew. */
+  timeoutChanged(): void {
+    this.headers.reset(this.policy.timeoutMs)
+  }
+
+  /**
+   * Decides a response's connection headers as they are written. Left to us (`inStore` false),
+   * it sets the fields Node writes them from; otherwise it reads and writes the header store.
+   */
+  /**
+   * Decides a response's connection headers as they are written. Left to us (`inStore` false),
+   * it sets the fields Node writes them from; otherwise it reads and writes the header store.
+   */
+  decide(conn: Connection, res: object, statusCode: number, inStore: boolean): void {
+    const r = res as TrackedResponse
+    const n = r[kSequence] ?? conn.started
+    if (inStore) return this.decideInStore(conn, r, statusCode, n)
+    const reason = this.reasonToClose(conn, n)
+    if (reason !== null) {
+      // Node writes `Connection: close` and ends the socket after this response.
+      closeByFields(r)
+      this.predictClose(conn, r, reason)
+      return
+    }
+    const policy = this.policy
+    keepByFields(r, policy.timeoutMs, policy.max === Infinity ? 0 : policy.max - n)
+    conn.keepFor(policy.timeoutMs + this.options.graceMs)
+  }
+
+  /** The decision for a response whose application set `Connection` or `Keep-Alive` itself. */
+  private decideInStore(conn: Connection, res: TrackedResponse, statusCode: number, n: number): void {
+    if (!nodeKeepsAlive(res, statusCode)) {
+      // RFC 9112 §9.6: a client that asked to close gets a closing response, whatever the
+      // application's own Connection header says; and no Keep-Alive beside a close.
+      if (!clientKeepsAlive(res) && !saysClose(res.getHeader('connection'))) closeInStore(res)
+      else if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
+      this.predictClose(conn, res, null)
+      return
+    }
+    const reason = this.reasonToClose(conn, n)
+    if (reason !== null) {
+      closeInStore(res)
+      this.predictClose(conn, res, reason)
+      return
+    }
+    const grace = this.options.graceMs
+    const own = res.getHeader('keep-alive')
+    if (own === undefined) {
+      res.setHeader('Keep-Alive', this.headers.value(this.policy.max === Infinity ? Infinity : this.policy.max - n))
+      conn.keepFor(this.policy.timeoutMs + grace)
+      return
+    }
+    // The application's header wins, and the socket keeps what it promises.
+    const promised = parseKeepAlive(Array.isArray(own) ? own : String(own)).timeout
+    const idleMs = (promised === undefined ? this.policy.timeoutMs : Math.min(promised * 1000, 0x7fffffff - grace)) + grace
+    conn.keepFor(idleMs)
+    if (idleMs > this.longestIdleMs) this.longestIdleMs = idleMs
+  }
+
+  private predictClose(conn: Connection, res: TrackedResponse, reason: CloseReason | null): void {
+    res[kPredicted] = reason
+    conn.predictClose(reason)
+  }
+
+  private reasonToClose(conn: Connection, n: number): CloseReason | null {
+    const { options, policy } = this
+    if (options.maxAgeMs === Infinity && !policy.draining) return closeReason(n, 0, policy, options)
+    const time = now()
+    // Each connection's own moments: its jittered age limit, and its turn in a gradual drain.
+    const maxAgeMs = options.maxAgeMs * (1 + options.maxAgeJitter * (2 * fraction(conn.seed) - 1))
+    return closeReason(n, time - conn.createdAt, policy, options, maxAgeMs, policy.draining && drainDue(policy, conn, time))
+  }
+}
+
+/** True once a draining connection's turn has come (at once, or at its moment in a gradual drain). */
+export function drainDue(policy: Readonly<PolicyState>, conn: Connection, time: number): boolean {
+  return policy.drainWindowMs === 0 || time - policy.drainStartMs >= policy.drainWindowMs * fraction(conn.seed)
+}
