@@ -96,14 +96,15 @@ export interface LoadResult {
 }
 
 export interface Load {
-  /** Resolves once `n` more requests have been answered (progress under load, not a sleep). */
-  answered(n: number): Promise<void>
+  /** Resolves once `n` more requests have been answered (progress under load, not a sleep); rejects after `timeoutMs`. */
+  answered(n: number, timeoutMs?: number): Promise<void>
   stop(): Promise<LoadResult>
 }
 
 /** Continuous keep-alive load: `connections` loops, each sending its next request as the last one ends. */
 export function startLoad(origin: string, connections = 32): Load {
-  const pool = new Pool(origin, { connections, pipelining: 1 })
+  // A request left unanswered counts as lost after 10 s (undici's own default waits 300 s).
+  const pool = new Pool(origin, { connections, pipelining: 1, headersTimeout: 10_000, bodyTimeout: 10_000 })
   const result: LoadResult = { ok: 0, lost: 0, errors: {}, pids: new Set() }
   let running = true
   const watchers: { at: number; resolve: () => void }[] = []
@@ -138,8 +139,21 @@ export function startLoad(origin: string, connections = 32): Load {
   }
   const loops = Array.from({ length: connections }, (_, n) => loop(n))
   return {
-    answered(n) {
-      return new Promise((resolve) => watchers.push({ at: result.ok + n, resolve }))
+    answered(n, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const watcher = {
+          at: result.ok + n,
+          resolve: () => {
+            clearTimeout(timer)
+            resolve()
+          },
+        }
+        const timer = setTimeout(() => {
+          watchers.splice(watchers.indexOf(watcher), 1)
+          reject(new Error(`${n} more answers did not come within ${timeoutMs} ms: ${JSON.stringify({ ok: result.ok, lost: result.lost, errors: result.errors })}`))
+        }, timeoutMs)
+        watchers.push(watcher)
+      })
     },
     async stop() {
       running = false
