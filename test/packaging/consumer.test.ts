@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const run = promisify(execFile)
 const root = join(import.meta.dirname, '..', '..')
-const PACKAGES = ['core', 'express', 'koa', 'fastify'] as const
+const PACKAGES = ['core', 'express', 'koa', 'fastify', 'cluster'] as const
 let project = ''
 
 async function sh(command: string, args: string[], cwd: string): Promise<string> {
@@ -25,7 +25,7 @@ beforeAll(async () => {
   for (const name of PACKAGES) await sh('pnpm', ['pack', '--pack-destination', packs], join(root, 'packages', name))
   const tarballs = (await readdir(packs)).map((file) => join(packs, file))
   await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, version: '1.0.0' }))
-  await sh('npm', ['install', '--no-package-lock', ...tarballs, 'express@5', 'koa@3', 'fastify@5', '@types/node@20'], project)
+  await sh('npm', ['install', '--no-package-lock', ...tarballs, 'express@5', 'koa@3', 'fastify@5', 'prom-client@15', '@types/node@20'], project)
 }, 240_000)
 
 afterAll(async () => {
@@ -40,13 +40,19 @@ describe('packed packages in a fresh project', () => {
 const express = require('@keepalive/express')
 const koa = require('@keepalive/koa')
 const fastify = require('@keepalive/fastify')
+const cluster = require('@keepalive/cluster')
+const clusterMetrics = require('@keepalive/cluster/metrics')
 console.log(JSON.stringify({
   core: typeof core.createKeepAlive, parse: core.parseKeepAlive('timeout=5, max=9').max, graceful: typeof core.gracefulShutdown,
   express: typeof express.keepAlive, koa: typeof koa.keepAlive, fastify: typeof (fastify.default ?? fastify),
+  cluster: [typeof cluster.startCluster, typeof cluster.joinCluster, typeof clusterMetrics.createClusterMetrics],
 }))`,
     )
     const out = JSON.parse(await sh(process.execPath, ['load.cjs'], project))
-    expect(out).toEqual({ core: 'function', parse: 9, graceful: 'function', express: 'function', koa: 'function', fastify: 'function' })
+    expect(out).toEqual({
+      core: 'function', parse: 9, graceful: 'function', express: 'function', koa: 'function', fastify: 'function',
+      cluster: ['function', 'function', 'function'],
+    })
   })
 
   it('load with import from an .mjs file', async () => {
@@ -56,11 +62,17 @@ console.log(JSON.stringify({
 import { keepAlive as expressKeepAlive } from '@keepalive/express'
 import koaKeepAlive from '@keepalive/koa'
 import fastifyKeepAlive from '@keepalive/fastify'
+import { joinCluster, startCluster } from '@keepalive/cluster'
+import { createClusterMetrics } from '@keepalive/cluster/metrics'
 console.log(JSON.stringify({ header: formatKeepAlive({ timeout: 5, max: 9 }), stats: createKeepAlive().stats().timeout,
-  express: typeof expressKeepAlive().attach, koa: typeof koaKeepAlive().stats, fastify: typeof fastifyKeepAlive }))`,
+  express: typeof expressKeepAlive().attach, koa: typeof koaKeepAlive().stats, fastify: typeof fastifyKeepAlive,
+  cluster: joinCluster(createKeepAlive()).mode, start: typeof startCluster, metrics: typeof createClusterMetrics().handler }))`,
     )
     const out = JSON.parse(await sh(process.execPath, ['load.mjs'], project))
-    expect(out).toEqual({ header: 'timeout=5, max=9', stats: 5, express: 'function', koa: 'function', fastify: 'function' })
+    expect(out).toEqual({
+      header: 'timeout=5, max=9', stats: 5, express: 'function', koa: 'function', fastify: 'function',
+      cluster: 'standalone', start: 'function', metrics: 'function',
+    })
   })
 
   it.each(['node16', 'bundler'] as const)('type-check a TypeScript consumer with moduleResolution %s', async (resolution) => {
@@ -70,6 +82,8 @@ import { keepAlive } from '@keepalive/express'
 import koaKeepAlive from '@keepalive/koa'
 import fastifyKeepAlive from '@keepalive/fastify'
 import Fastify from 'fastify'
+import { joinCluster, type ClusterStats, type ReloadReport } from '@keepalive/cluster'
+import { createClusterMetrics } from '@keepalive/cluster/metrics'
 
 const ka = createKeepAlive({ timeout: 65, adaptive: { from: 0.6 } })
 const server = http.createServer((req, res) => { ka.handle(req, res); res.end() })
@@ -85,7 +99,16 @@ app.register(fastifyKeepAlive, { timeout: 10 })
 app.after(() => { const s: KeepAliveStats = app.keepAlive.stats(); void s })
 // @ts-expect-error unknown options are rejected by the types too
 createKeepAlive({ maxage: 3 })
-void open; void report
+const member = joinCluster(ka, { server, timeout: 5 })
+const mode: 'cluster' | 'pm2' | 'standalone' = member.mode
+const metricsText: Promise<string> = createClusterMetrics({ by: 'sum' }).metrics()
+declare const clusterStats: ClusterStats
+const firstRow: number = clusterStats.workers[0]!.id
+declare const reloaded: ReloadReport
+const code: number | null = reloaded.workers[0]!.code
+// @ts-expect-error joinCluster's options are typed too
+joinCluster(ka, { sever: server })
+void open; void report; void mode; void metricsText; void firstRow; void code
 `
     const dir = join(project, `ts-${resolution}`)
     await mkdir(dir, { recursive: true })
