@@ -1,6 +1,9 @@
 // startCluster's handle against real workers: stats() with a hung worker, restarts, metrics through
 // AggregatorRegistry, a second reload() call, shutdown() and the signals. The fixtures import the
 // built packages: run `pnpm build` first (`pnpm test` does).
+import { rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { kill } from 'node:process'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { ClusterShutdownReport, ClusterStats } from '@keepalive/cluster'
@@ -78,6 +81,21 @@ describe('startCluster', () => {
   it('returns the running reload to a second reload() call', { timeout: 60_000 }, async () => {
     const { primary } = await start({ WORKERS: '2' })
     expect(await primary.call('reloadTwice')).toEqual({ same: true, replaced: 2 })
+  })
+
+  it('stops a reload whose new worker crashes at start, and keeps the old workers serving', { timeout: 60_000 }, async () => {
+    const marker = join(tmpdir(), `keepalive-crash-${process.pid}-${Date.now()}`)
+    const { primary, origin } = await start({ WORKERS: '2', CRASH_MARKER: marker })
+    const before = await primary.call<ClusterStats>('stats')
+    await writeFile(marker, '')
+    try {
+      await expect(primary.call('reload')).rejects.toThrow(/keepalive: reload stopped after 0 of 2 workers: worker \d+ exited \(3\) before it listened/)
+    } finally {
+      await rm(marker, { force: true })
+    }
+    const after = await primary.call<ClusterStats>('stats')
+    expect(after.workers.map((w) => w.pid)).toEqual(before.workers.map((w) => w.pid))
+    await requests(origin, 4)
   })
 
   it('exposes every worker\'s metrics through AggregatorRegistry, one series per worker by default', async () => {

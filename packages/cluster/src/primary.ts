@@ -19,6 +19,10 @@ interface Member {
   listening: boolean
   /** Told to drain (reload or shutdown): its exit is expected, not restarted. */
   retiring: Promise<WorkerExit> | null
+  /** A reload has forked its replacement: if it dies now, the replacement takes its place. */
+  replaced: boolean
+  /** Forked by a reload: if it dies before it listens, the reload fails instead of restarting it. */
+  trial: boolean
   report: ShutdownReport | null
   exited: Promise<WorkerExit>
   /** Settles when it listens, or rejects when it exits first. */
@@ -71,7 +75,7 @@ export function startCluster(options?: ClusterOptions): Cluster {
     }
   }
 
-  function fork(): Member {
+  function fork(trial = false): Member {
     const worker = cluster.fork({ ...o.env, [CLUSTER_ENV]: '1' })
     let listenedResolve!: () => void
     let listenedReject!: (error: Error) => void
@@ -82,7 +86,7 @@ export function startCluster(options?: ClusterOptions): Cluster {
     listened.catch(() => {}) // observed by whoever waits on it; a startup crash is handled in onExit
     let exitedResolve!: (exit: WorkerExit) => void
     const exited = new Promise<WorkerExit>((resolve) => (exitedResolve = resolve))
-    const member: Member = { worker, listening: false, retiring: null, report: null, exited, listened, dispose }
+    const member: Member = { worker, listening: false, retiring: null, replaced: false, trial, report: null, exited, listened, dispose }
 
     function onMessage(message: unknown): void {
       if (!isOurs(message)) return
@@ -100,7 +104,7 @@ export function startCluster(options?: ClusterOptions): Cluster {
       const wasListening = member.listening
       listenedReject(new Error(`worker ${worker.id} exited (${signal ?? code}) before it listened`))
       exitedResolve({ ...ref(worker), drain: member.report, code, signal })
-      if (member.retiring !== null || stopping) return
+      if (member.retiring !== null || member.replaced || stopping || (member.trial && !wasListening)) return
       o.logger(`keepalive: worker ${worker.id} (pid ${worker.process.pid}) exited unexpectedly (${signal ?? `code ${code}`}); starting another`)
       if (wasListening) {
         fork()
@@ -168,13 +172,16 @@ export function startCluster(options?: ClusterOptions): Cluster {
     for (const member of old) {
       if (stopping) break
       if (!members.has(member)) continue // it died meanwhile, and was restarted
-      const replacement = fork()
+      member.replaced = true
+      const replacement = fork(true)
       try {
         await waitListening(replacement)
       } catch (error) {
         if (stopping) break
         // The old worker keeps serving: a broken release must not take the cluster down.
-        retire(replacement)
+        member.replaced = false
+        void retire(replacement)
+        if (!members.has(member)) fork() // it died while its replacement failed: its slot is refilled
         throw new Error(`keepalive: reload stopped after ${steps.length} of ${old.length} workers: ${(error as Error).message}`, { cause: error })
       }
       checkReady()
