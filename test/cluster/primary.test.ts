@@ -51,6 +51,12 @@ describe('startCluster', () => {
     expect(stats).toMatchObject({ timeout: 5, max: 1000, draining: false, load: 0 })
   })
 
+  it('finds the server without the server option: ready once the first server after joinCluster listens', async () => {
+    const { primary, origin } = await start({ JOIN_WITHOUT_SERVER: '1', WORKERS: '2' })
+    expect((await primary.call<ClusterStats>('stats')).workers.filter((w) => w.error === undefined)).toHaveLength(2)
+    await requests(origin, 4)
+  })
+
   it('returns stats() within about 1 s when a worker hangs, with that worker marked', async () => {
     const { primary } = await start()
     const { id } = await primary.call<{ id: number }>('hang', { ms: 4000 })
