@@ -6,9 +6,7 @@ import type { KeepAliveStats, ShutdownReport } from '@keepalive/core'
 /** Set in every worker startCluster forks: the worker then speaks this protocol, not PM2's. */
 export const CLUSTER_ENV = 'KEEPALIVE_CLUSTER'
 
-/** Every message carries this key, so other users of the channel (prom-client, PM2) never mistake ours. */
-export const KEY = 'keepalive'
-
+/** What the primary asks a worker; every message carries a `keepalive` key, so other users of the channel (prom-client, PM2) never mistake ours. */
 export type Question = 'stats' | 'metrics'
 
 /** Primary → worker. */
@@ -21,6 +19,7 @@ export type FromWorker =
   | { keepalive: 'metrics'; id: string; metrics?: unknown[]; error?: string }
   | { keepalive: 'drained'; report: ShutdownReport }
 
+/** A message of this protocol, not one of prom-client's, PM2's or the application's. */
 export function isOurs(message: unknown): message is { keepalive: string } & Record<string, unknown> {
   return typeof message === 'object' && message !== null && typeof (message as { keepalive?: unknown }).keepalive === 'string'
 }

@@ -30,6 +30,7 @@ function fn<T>(name: string, value: unknown): T | undefined {
   return value as T | undefined
 }
 
+/** Checks startCluster() options (unknown names, types, then ranges) and fills in the defaults. */
 export function resolveClusterOptions(input: unknown): ResolvedClusterOptions {
   if (input === undefined) input = {}
   if (!isPlainObject(input)) fail(TypeError, 'options', `startCluster options must be an object, got ${describe(input)}`)
