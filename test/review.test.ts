@@ -5,7 +5,6 @@
 import { once } from 'node:events'
 import http from 'node:http'
 import http2 from 'node:http2'
-import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { createKeepAlive, type KeepAliveController, type KeepAliveOptions, type KeepAliveStats } from '@keepalive/core'
 import { describe, expect, it, vi } from 'vitest'
