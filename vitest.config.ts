@@ -6,7 +6,8 @@ const src = (name: string): string => fileURLToPath(new URL(`./packages/${name}/
 export default defineConfig({
   resolve: {
     alias: {
-      // Internal subpath first: the package alias below would otherwise swallow it.
+      // Subpaths first: the package aliases below would otherwise swallow them.
+      '@keepalive/cluster/metrics': fileURLToPath(new URL('./packages/cluster/src/metrics.ts', import.meta.url)),
       '@keepalive/core/check': fileURLToPath(new URL('./packages/core/src/check.ts', import.meta.url)),
       '@keepalive/core': src('core'),
       '@keepalive/express': src('express'),
@@ -15,6 +16,7 @@ export default defineConfig({
       '@keepalive/prometheus': src('prometheus'),
       '@keepalive/otel': src('otel'),
       '@keepalive/cli': src('cli'),
+      '@keepalive/cluster': src('cluster'),
     },
   },
   test: {

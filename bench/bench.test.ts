@@ -17,6 +17,7 @@ const SUITES: Record<string, RegExp[]> = {
   shutdown: [/^shutdown, idle sockets used just before the call/m, /^shutdown targets \(#16\)/m],
   memory: [/^memory per idle keep-alive connection/m],
   pressure: [/^connection pressure:/m],
+  cluster: [/^rolling reload of 4 workers under keep-alive load/m],
 }
 
 /** The text of one suite's section: from its `=== name ===` line to the next section. */

@@ -8,7 +8,7 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { benchDir, createLoadGenerator, pinning, rootDir, warn, wrkVersion } from './lib/util.mjs'
 
-const SUITES = ['overhead', 'like', 'decision', 'gain', 'shutdown', 'memory', 'pressure']
+const SUITES = ['overhead', 'like', 'decision', 'gain', 'shutdown', 'memory', 'pressure', 'cluster']
 
 function parseArgs(argv) {
   const args = { quick: false, pairs: undefined, seconds: undefined, suites: [] }
@@ -37,7 +37,7 @@ function version(name) {
 }
 
 const args = parseArgs(process.argv.slice(2))
-for (const pkg of ['core', 'express', 'koa', 'fastify']) {
+for (const pkg of ['core', 'express', 'koa', 'fastify', 'prometheus', 'cluster']) {
   if (!existsSync(join(rootDir, 'packages', pkg, 'dist', 'index.js'))) {
     console.error(`packages/${pkg}/dist is missing: run \`pnpm build\` first (the bench measures the built packages).`)
     process.exit(1)

@@ -20,6 +20,7 @@ const PACKAGES = [
   'prometheus',
   'otel',
   'cli',
+  'cluster',
 ] as const
 /** What the consumer installs for each peer dependency of a published package. */
 const PEERS: Record<string, string> = {
@@ -76,13 +77,19 @@ describe('packed packages in a fresh project', () => {
 const express = require('@keepalive/express')
 const koa = require('@keepalive/koa')
 const fastify = require('@keepalive/fastify')
+const cluster = require('@keepalive/cluster')
+const clusterMetrics = require('@keepalive/cluster/metrics')
 console.log(JSON.stringify({
   core: typeof core.createKeepAlive, parse: core.parseKeepAlive('timeout=5, max=9').max, graceful: typeof core.gracefulShutdown,
   express: typeof express.keepAlive, koa: typeof koa.keepAlive, fastify: typeof (fastify.default ?? fastify),
+  cluster: [typeof cluster.startCluster, typeof cluster.joinCluster, typeof clusterMetrics.createClusterMetrics],
 }))`,
     )
     const out = JSON.parse(await sh(process.execPath, ['load.cjs'], project))
-    expect(out).toEqual({ core: 'function', parse: 9, graceful: 'function', express: 'function', koa: 'function', fastify: 'function' })
+    expect(out).toEqual({
+      core: 'function', parse: 9, graceful: 'function', express: 'function', koa: 'function', fastify: 'function',
+      cluster: ['function', 'function', 'function'],
+    })
   })
 
   it('load with import from an .mjs file', async () => {
@@ -92,11 +99,17 @@ console.log(JSON.stringify({
 import { keepAlive as expressKeepAlive } from '@keepalive/express'
 import koaKeepAlive from '@keepalive/koa'
 import fastifyKeepAlive from '@keepalive/fastify'
+import { joinCluster, startCluster } from '@keepalive/cluster'
+import { createClusterMetrics } from '@keepalive/cluster/metrics'
 console.log(JSON.stringify({ header: formatKeepAlive({ timeout: 5, max: 9 }), stats: createKeepAlive().stats().timeout,
-  express: typeof expressKeepAlive().attach, koa: typeof koaKeepAlive().stats, fastify: typeof fastifyKeepAlive }))`,
+  express: typeof expressKeepAlive().attach, koa: typeof koaKeepAlive().stats, fastify: typeof fastifyKeepAlive,
+  cluster: joinCluster(createKeepAlive()).mode, start: typeof startCluster, metrics: typeof createClusterMetrics().handler }))`,
     )
     const out = JSON.parse(await sh(process.execPath, ['load.mjs'], project))
-    expect(out).toEqual({ header: 'timeout=5, max=9', stats: 5, express: 'function', koa: 'function', fastify: 'function' })
+    expect(out).toEqual({
+      header: 'timeout=5, max=9', stats: 5, express: 'function', koa: 'function', fastify: 'function',
+      cluster: 'standalone', start: 'function', metrics: 'function',
+    })
   })
 
   it.each(['node16', 'bundler'] as const)('type-check a TypeScript consumer with moduleResolution %s', async (resolution) => {
@@ -114,6 +127,8 @@ import { probe, formatResult, type ProbeResult } from '@keepalive/cli'
 import { Registry } from 'prom-client'
 import { metrics } from '@opentelemetry/api'
 ${everyPackage}
+import { joinCluster, type ClusterStats, type ReloadReport } from '@keepalive/cluster'
+import { createClusterMetrics } from '@keepalive/cluster/metrics'
 const ka = createKeepAlive({ timeout: 65, adaptive: { from: 0.6 } })
 const server = http.createServer((req, res) => { ka.handle(req, res); res.end() })
 ka.attach(server)
@@ -129,10 +144,19 @@ app.after(() => { const s: KeepAliveStats = app.keepAlive.stats(); void s })
 // @ts-expect-error unknown options are rejected by the types too
 createKeepAlive({ maxage: 3 })
 const prom: KeepAliveMetrics = registerKeepAliveMetrics(ka, { registry: new Registry() })
-registerKeepAliveInstruments(ka, { meter: metrics.getMeter('consumer') }).unregister()
+registerKeepAliveInstruments(ka, { meterProvider: metrics.getMeterProvider() }).unregister()
 const probed: Promise<ProbeResult> = probe('http://127.0.0.1:1/', { maxWait: 1 })
 probed.then((result) => formatResult(result), () => {})
-void open; void report; void prom
+const member = joinCluster(ka, { server, timeout: 5 })
+const mode: 'cluster' | 'pm2' | 'standalone' = member.mode
+const metricsText: Promise<string> = createClusterMetrics({ by: 'sum' }).metrics()
+declare const clusterStats: ClusterStats
+const firstRow: number = clusterStats.workers[0]!.id
+declare const reloaded: ReloadReport
+const code: number | null = reloaded.workers[0]!.code
+// @ts-expect-error joinCluster's options are typed too
+joinCluster(ka, { sever: server })
+void open; void report; void prom; void mode; void metricsText; void firstRow; void code
 `
     const dir = join(project, `ts-${resolution}`)
     await mkdir(dir, { recursive: true })
@@ -233,7 +257,7 @@ const { metrics } = ${load('@opentelemetry/api')}
 const ka = createKeepAlive()
 const registry = new Registry()
 const prom = registerKeepAliveMetrics(ka, { registry })
-const otel = registerKeepAliveInstruments(ka, { meter: metrics.getMeter('consumer') })
+const otel = registerKeepAliveInstruments(ka, { meterProvider: metrics.getMeterProvider() })
 registry.metrics().then((text) => {
   console.log(JSON.stringify({ timeout: /^keepalive_timeout_seconds 5$/m.test(text), otel: typeof otel.unregister }))
   prom.unregister()

@@ -3,7 +3,7 @@
 import type { Http2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { isDetached, kConnection, lastResponse, type HeadersListener } from './response.js'
+import { isDetached, kConnection, lastResponse, type FirstMessageListener, type HeadersListener } from './response.js'
 import type { AttachableServer, CloseReason } from './types.js'
 
 /**
@@ -53,7 +53,7 @@ export interface TrackedSession extends Http2Session {
 }
 
 /** Per-connection state, kept on the socket itself. */
-export class Connection implements HeadersListener {
+export class Connection implements HeadersListener, FirstMessageListener {
   state: ConnectionState = 'new'
   /** Requests started, responses ended. */
   started = 0
@@ -73,6 +73,11 @@ export class Connection implements HeadersListener {
   reason: CloseReason | null = null
   /** Counted by the owner as leaving (a close is decided or under way). */
   leaving = false
+  /**
+   * For a new connection: whether its first request message has begun (true), not yet (false), or
+   * this socket cannot tell (null: Node's connection list answers instead).
+   */
+  firstMessage: boolean | null = null
   session: TrackedSession | null = null
   /** A random whole number in [0, 2^30): this connection's maxAge jitter and its turn in a gradual drain. */
   readonly seed = (Math.random() * 0x40000000) | 0
@@ -118,6 +123,16 @@ export class Connection implements HeadersListener {
   }
 
   // ---- transitions: the only writers of the fields above ---------------------------------
+
+  /** A fresh connection will be told when its first request message begins (see `messageBegan`). */
+  awaitFirstMessage(): void {
+    this.firstMessage = false
+  }
+
+  /** The first request message began on this connection: bytes of a request are on their way. */
+  messageBegan(): void {
+    if (this.firstMessage === false) this.firstMessage = true
+  }
 
   /** The response being written promises the client this much idle time (grace included). */
   keepFor(idleMs: number): void {

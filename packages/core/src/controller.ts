@@ -90,7 +90,8 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
     const settings = resolveShutdownOptions(input, tracker.options)
     running = drain(tracker, [...attachments.servers.keys()], settings)
     report = running.promise.then((result) => {
-      attachments.stop()
+      // A server whose listen() was still pending keeps our sweep until it closes (detach stops it).
+      if (![...attachments.servers.keys()].some((server) => !server.listening && server.listenerCount('listening') > 0)) attachments.stop()
       return result
     })
     return report

@@ -5,7 +5,7 @@ import { now, type Connection } from './connection.js'
 import { parseKeepAlive } from './header.js'
 import type { ResolvedOptions } from './options.js'
 import { closeReason, type PolicyState } from './policy.js'
-import { clientKeepsAlive, closeByFields, closeInStore, HeaderCache, keepByFields, nodeKeepsAlive, saysClose } from './response.js'
+import { closeByFields, closeInStore, HeaderCache, keepByFields, nodeKeepsAlive, saysClose } from './response.js'
 import type { CloseReason } from './types.js'
 
 /** A response's place on its connection (1-based), set as its request starts. */
@@ -76,9 +76,10 @@ export class Decider {
   /** The decision for a response whose application set `Connection` or `Keep-Alive` itself. */
   private decideInStore(conn: Connection, res: TrackedResponse, statusCode: number, n: number): void {
     if (!nodeKeepsAlive(res, statusCode)) {
-      // RFC 9112 §9.6: a client that asked to close gets a closing response, whatever the
-      // application's own Connection header says; and no Keep-Alive beside a close.
-      if (!clientKeepsAlive(res) && !saysClose(res.getHeader('connection'))) closeInStore(res)
+      // Node closes after this response (RFC 9112 §9.6: a client that asked to close gets a closing
+      // response, whatever the application's own Connection header says): say so, and no
+      // Keep-Alive beside it.
+      if (!saysClose(res.getHeader('connection'))) closeInStore(res)
       else if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
       this.predictClose(conn, res, null)
       return
@@ -110,11 +111,19 @@ export class Decider {
 
   private reasonToClose(conn: Connection, n: number): CloseReason | null {
     const { options, policy } = this
-    if (options.maxAgeMs === Infinity && !policy.draining) return closeReason(n, 0, policy, options)
-    const time = now()
-    // Each connection's own moments: its jittered age limit, and its turn in a gradual drain.
-    const maxAgeMs = options.maxAgeMs * (1 + options.maxAgeJitter * (2 * fraction(conn.seed) - 1))
-    return closeReason(n, time - conn.createdAt, policy, options, maxAgeMs, policy.draining && drainDue(policy, conn, time))
+    let reason: CloseReason | null
+    if (options.maxAgeMs === Infinity && !policy.draining) {
+      reason = closeReason(n, 0, policy, options)
+    } else {
+      const time = now()
+      // Each connection's own moments: its jittered age limit, and its turn in a gradual drain.
+      const maxAgeMs = options.maxAgeMs * (1 + options.maxAgeJitter * (2 * fraction(conn.seed) - 1))
+      reason = closeReason(n, time - conn.createdAt, policy, options, maxAgeMs, policy.draining && drainDue(policy, conn, time))
+    }
+    // Requests already received behind this one (pipelined) are answered: for every reason but
+    // the count the client was told (max=), the last of them carries the close.
+    if (reason !== null && reason !== 'maxRequests' && n < conn.started) return null
+    return reason
   }
 }
 

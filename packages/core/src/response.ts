@@ -25,6 +25,8 @@ export interface HeadersListener {
  */
 interface NodeResponseFields {
   shouldKeepAlive: boolean
+  _removedContLen: boolean
+  _removedTE: boolean
   _keepAliveTimeout: number
   _maxRequestsPerSocket: number
   _removedConnection: boolean
@@ -112,17 +114,51 @@ export function advertisedTimeoutMs(res: object): number {
  * socket's parser then. Sockets whose parser Node never exposed are taken as still HTTP/1.
  */
 export function isDetached(socket: object): boolean {
-  if (!parserKnown) return false
+  // Node sets `parser` on a socket in its own connection listener: before that (or on a Node that
+  // no longer exposes it), the socket is taken as still HTTP/1.
+  if (!('parser' in socket)) return false
   const parser = (socket as ListenedSocket).parser
   // Node 26 keeps the parser while an upgrade request's body is still arriving (an UpgradeStream):
   // the request it handed over as an upgrade marks the socket as no longer ours.
   return parser == null || parser.incoming?.upgrade === true
 }
 
-let parserKnown = true
-/** Called with the first HTTP/1 socket seen: if this Node keeps no `parser` on it, upgrades go unseen. */
-export function checkParser(socket: object): void {
-  if (!('parser' in socket) || (socket as ListenedSocket).parser == null) parserKnown = false
+
+/** What a socket's first request message beginning calls (the parser's kOnMessageBegin slot, 0 on Node 20 to 26). */
+export interface FirstMessageListener {
+  messageBegan(): void
+}
+
+const ON_MESSAGE_BEGIN = 0
+
+interface HookableParser {
+  [ON_MESSAGE_BEGIN]?: unknown
+  socket?: { [kConnection]?: unknown } | null
+}
+
+// Shared by every parser: llhttp calls it as a request line's first byte arrives (not for the empty
+// lines it skips). It chains to what was there, then puts that back: only a first message pays.
+function onFirstMessageBegin(this: HookableParser): void {
+  const previous = firstMessageHooks.get(this)
+  firstMessageHooks.delete(this)
+  this[ON_MESSAGE_BEGIN] = previous ?? null
+  ;(this.socket?.[kConnection] as FirstMessageListener | undefined)?.messageBegan?.()
+  if (typeof previous === 'function') (previous as () => void).call(this)
+}
+
+const firstMessageHooks = new WeakMap<object, unknown>()
+
+/**
+ * Asks to be told when the first request message begins on a fresh socket, so empty lines sent
+ * before it can be told from a request on its way. False where the socket has no parser to ask.
+ */
+export function watchFirstMessage(socket: object): boolean {
+  const parser = (socket as { parser?: HookableParser | null }).parser
+  if (parser == null || typeof parser !== 'object' || !(ON_MESSAGE_BEGIN in parser)) return false
+  if (parser[ON_MESSAGE_BEGIN] === onFirstMessageBegin) return true
+  firstMessageHooks.set(parser, parser[ON_MESSAGE_BEGIN])
+  parser[ON_MESSAGE_BEGIN] = onFirstMessageBegin
+  return true
 }
 
 /** True if Node has a response on this socket that has not finished (lib/_http_server.js closeIdleConnections). */
@@ -220,7 +256,7 @@ function keepAliveWriteHead(this: HookedResponse, statusCode: number, reason?: s
   // The common case: the application leaves the connection headers to us, Node writes them from
   // the fields the decision sets, and the headers given here pass through untouched.
   const named = given != null && namesConnectionHeaders(given)
-  if (nodeFields && !named && !this.hasHeader('connection') && !this.hasHeader('keep-alive') && !fields._removedConnection) {
+  if (nodeFields && !named && !this.hasHeader('connection') && !this.hasHeader('keep-alive') && !fields._removedConnection && !(fields._removedContLen && fields._removedTE)) {
     listener.beforeHeaders(this, statusCode, false)
     return next.call(this, statusCode, reason as string, headers)
   }
@@ -252,11 +288,6 @@ function hasBody(req: IncomingMessage, statusCode: number): boolean {
   return req.method !== 'HEAD' && statusCode !== 204 && statusCode !== 304 && !(statusCode >= 100 && statusCode < 200)
 }
 
-/** True if the client asked to keep the connection (Node's parser: HTTP/1.1 without `close`, or 1.0 with `keep-alive`). */
-export function clientKeepsAlive(res: object): boolean {
-  return (res as NodeResponseFields).shouldKeepAlive
-}
-
 /**
  * Predicts whether Node will keep the connection open after this response, given the headers set
  * so far (mirrors `_storeHeader` in lib/_http_outgoing.js): the client asked to keep it, no
@@ -269,6 +300,8 @@ export function nodeKeepsAlive(res: ServerResponse, statusCode: number): boolean
   if (saysClose(connection)) return false
   const hasLength = res.hasHeader('content-length')
   const chunkedByDefault = fields.useChunkedEncodingByDefault
+  // Both framing headers removed by the application: only the close can end a body (Node sets _last).
+  if (fields._removedContLen && fields._removedTE && !hasLength && hasBody(fields.req, statusCode)) return false
   const noLength = !hasLength && !chunkedByDefault
   // Transfer-Encoding only matters when the length is unknown or on a 204/304: skip the lookup otherwise.
   if (!noLength && statusCode !== 204 && statusCode !== 304) return true

@@ -242,7 +242,12 @@ interface ClosableServer extends AttachableServer {
  * drain closes idle sockets itself, once they have been quiet.
  */
 export function stopAccepting(server: ClosableServer): void {
-  if (!server.listening) return
+  // listen() may still be resolving its host: stop as soon as it listens. (Never having listened,
+  // it has nothing to stop.)
+  if (!server.listening) {
+    server.once('listening', () => stopAccepting(server))
+    return
+  }
   if (typeof server.closeIdleConnections !== 'function') {
     server.close()
     return

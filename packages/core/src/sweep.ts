@@ -45,8 +45,12 @@ export function createBegun(): Begun {
  */
 export function requestArriving(conn: Connection, begun: Begun): boolean {
   // Node lists a connection as receiving from the moment it is accepted (its headersTimeout runs
-  // from then for the first request): one that never sent a byte has nothing on its way.
-  if (conn.state === 'new' && conn.socket.bytesRead === 0) return false
+  // from then for the first request), so for a fresh one its parser says instead when a request
+  // message begins; one that never sent a byte has nothing on its way either.
+  if (conn.state === 'new') {
+    if (conn.firstMessage !== null) return conn.firstMessage
+    if (conn.socket.bytesRead === 0) return false
+  }
   const known = begun.has(conn)
   return known === null ? conn.bytesArrived() : known
 }
@@ -58,7 +62,8 @@ export function requestArriving(conn: Connection, begun: Begun): boolean {
  */
 export function closable(conn: Connection, time: number, quietMs: number, begun: Begun): boolean {
   if (!conn.waiting || conn.session !== null || time - conn.idleSince < quietMs) return false
-  if (conn.checkDetached()) return false
+  // A response Node still owes (pipelined requests received before attach() counted none of them).
+  if (conn.checkDetached() || responsePending(conn.socket)) return false
   return !requestArriving(conn, begun)
 }
 
@@ -80,7 +85,7 @@ function expired(conn: Connection, time: number, begun: Begun | null): boolean {
     return false
   }
   if (begun === null) return true // a candidate: checked again from the check phase
-  if (conn.checkDetached()) return false
+  if (conn.checkDetached() || responsePending(conn.socket)) return false
   return !requestArriving(conn, begun)
 }
 
@@ -94,7 +99,7 @@ function pastBackstop(conn: Connection, time: number, boundMs: number, begun: Be
   if (conn.http2 || conn.state === 'detached' || time - conn.touchedAt < boundMs) return false
   if (begun === null) return true
   if (conn.checkDetached() || responsePending(conn.socket)) return false
-  if (conn.state === 'new' && conn.socket.bytesRead === 0) return true
+  if (conn.state === 'new' && (conn.firstMessage === false || (conn.firstMessage === null && conn.socket.bytesRead === 0))) return true
   const known = begun.has(conn)
   // Without Node's list, a begun request is bounded by Node's own headersTimeout instead.
   return known === null ? time - conn.touchedAt >= boundMs + headersTimeout(conn.server) : !known

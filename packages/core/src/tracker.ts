@@ -7,7 +7,7 @@ import { Connection, now, type ConnectionOwner, type TrackedSocket } from './con
 import { Decider, numberResponse, predictedFor } from './decision.js'
 import type { ResolvedOptions } from './options.js'
 import { applyLoad, initialPolicy, type PolicyState } from './policy.js'
-import { checkParser, hookHeaders, kConnection } from './response.js'
+import { hookHeaders, kConnection, watchFirstMessage } from './response.js'
 import { closable, createBegun } from './sweep.js'
 import type { AttachableServer, CloseReason, KeepAliveEvents } from './types.js'
 
@@ -124,7 +124,6 @@ export class Tracker implements ConnectionOwner {
       this.perAddress.set(address, count + 1)
     }
     const http2 = typeof (server as { updateSettings?: unknown }).updateSettings === 'function' && (!(server instanceof TlsServer) || (socket as TLSSocket).alpnProtocol === 'h2')
-    if (!http2 && this.conns.size === 0) checkParser(socket)
     // A connection that never sends a request is closed like an idle one.
     const idleMs = (this.policy.timeoutMs || FIRST_REQUEST_MS) + this.options.graceMs
     // After the close the socket can no longer tell its port: read it now if an exporter will want it
@@ -132,6 +131,7 @@ export class Tracker implements ConnectionOwner {
     const localPort = this.events.listenerCount('close') > 0 ? socket.localPort : undefined
     const conn = new Connection(this, socket, server, now(), address, http2, idleMs, localPort)
     socket[kConnection] = conn
+    if (!http2 && watchFirstMessage(socket)) conn.awaitFirstMessage()
     this.conns.add(conn)
     this.waiting.add(conn)
     if (this.watching) socket.on('close', onSocketClose)
