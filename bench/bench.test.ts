@@ -14,7 +14,7 @@ const SUITES: Record<string, RegExp[]> = {
   like: [/^like with like: CPU µs per request/m],
   decision: [/^per-response cost/m],
   gain: [/^keep-alive gain:/m],
-  shutdown: [/^shutdown, idle sockets used just before the call/m, /^shutdown, idle sockets quiet for longer than grace/m],
+  shutdown: [/^shutdown, idle sockets used just before the call/m, /^shutdown targets \(#16\)/m],
   memory: [/^memory per idle keep-alive connection/m],
   pressure: [/^connection pressure:/m],
   cluster: [/^rolling reload of 4 workers under keep-alive load/m],

@@ -4,6 +4,9 @@
 //   keepalive      null (bare) or the keepalive options
 //   middleware     false: Express/Koa attach() the controller without app.use() (default true)
 //   slowMs         how long GET /slow takes (default 500)
+//   staggered      GET /slow is answered at a moment the shutdown command sets: the i-th of n in-flight
+//                  requests at (i + 1) / n × slowMs after the call, so responses are due while the
+//                  variant is closing idle sockets; shutdown() reports how late each one finished
 //   shutdown       the shutdown variant to prepare: 'http-terminator' and 'stoppable' must wrap the
 //                  server from the start
 //   track          record every socket, to time shutdowns
@@ -37,16 +40,25 @@ function slowFinished() {
 
 const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Staggered mode: in-flight requests waiting for their release by the shutdown command. */
+const held = []
+
+/** Waits as GET /slow does: slowMs, or (staggered) until the shutdown command releases it. */
+function slowWait(res) {
+  if (!config.staggered) return delay(config.slowMs)
+  return new Promise((release) => held.push({ res, release }))
+}
+
 async function createNode(ka) {
   const server = http.createServer((req, res) => {
     ka?.handle(req, res)
     if (req.url === '/slow') {
       slowStarted(req.socket)
-      setTimeout(() => {
+      slowWait(res).then(() => {
         slowFinished()
         res.setHeader('content-type', 'application/json')
         res.end(JSON.stringify({ hello: 'world' }))
-      }, config.slowMs)
+      })
       return
     }
     res.setHeader('content-type', 'application/json')
@@ -70,7 +82,7 @@ async function createExpress(options) {
   })
   app.get('/slow', async (req, res) => {
     slowStarted(req.socket)
-    await delay(config.slowMs)
+    await slowWait(res)
     slowFinished()
     res.json({ hello: 'world' })
   })
@@ -93,7 +105,7 @@ async function createKoa(options) {
   app.use(async (ctx) => {
     if (ctx.path === '/slow') {
       slowStarted(ctx.req.socket)
-      await delay(config.slowMs)
+      await slowWait(ctx.res)
       slowFinished()
     }
     ctx.body = { hello: 'world' }
@@ -113,9 +125,9 @@ async function createFastify(options) {
     await app.register(keepAlive, options)
   }
   app.get('/', async () => ({ hello: 'world' }))
-  app.get('/slow', async (request) => {
+  app.get('/slow', async (request, reply) => {
     slowStarted(request.raw.socket)
-    await delay(config.slowMs)
+    await slowWait(reply.raw)
     slowFinished()
     return { hello: 'world' }
   })
@@ -193,8 +205,28 @@ function startShutdown(variant) {
 /** Times a shutdown: until the call resolved, until every idle socket closed, until all closed. */
 async function shutdown({ variant, limitMs = 15_000 }) {
   const idle = new Set([...sockets].filter((s) => !slowSockets.has(s)))
-  const measures = { idleAtCall: idle.size, inflightAtCall: inflight, doneMs: null, idleGoneMs: null, allClosedMs: null, report: null }
+  const measures = { idleAtCall: idle.size, inflightAtCall: inflight, doneMs: null, idleGoneMs: null, allClosedMs: null, report: null, inflightDelaysMs: null }
   const t0 = performance.now()
+  // Staggered: release the i-th in-flight request at (i + 1) / n × slowMs from now, and record how
+  // much later than that its response finished (what blocking the event loop costs a response).
+  const released = []
+  if (config.staggered) {
+    const waiting = held.splice(0)
+    for (const [i, { res, release }] of waiting.entries()) {
+      const planned = ((i + 1) / waiting.length) * config.slowMs
+      released.push(
+        new Promise((resolve) => {
+          res.once('finish', () => {
+            const at = performance.now() - t0
+            measures.inflightLastMs = Math.max(measures.inflightLastMs ?? 0, at)
+            resolve(at - planned)
+          })
+          res.once('close', () => resolve(null))
+        }),
+      )
+      setTimeout(release, planned)
+    }
+  }
   let allClosed
   const allClosedPromise = new Promise((resolve) => (allClosed = resolve))
   onSocketClosed = (socket) => {
@@ -220,6 +252,8 @@ async function shutdown({ variant, limitMs = 15_000 }) {
   measures.idleLeft = idle.size
   measures.openLeft = sockets.size
   for (const socket of sockets) socket.destroy()
+  // Every response has finished or its socket is gone by now.
+  if (config.staggered) measures.inflightDelaysMs = await Promise.all(released)
   return measures
 }
 

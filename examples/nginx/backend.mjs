@@ -8,6 +8,7 @@
 // --naive: the usual setup: plain Express, server.keepAliveTimeout below nginx's keepalive_timeout,
 // and on SIGTERM server.close() then process.exit().
 // Prints `listening on http://127.0.0.1:<port>` once it accepts connections.
+import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import { parseArgs } from 'node:util'
 import express from 'express'
@@ -26,6 +27,10 @@ const { values: args } = parseArgs({
     'keep-alive-timeout': { type: 'string', default: '1' },
     // Milliseconds each request waits, standing in for a database call, so requests are in flight when SIGTERM comes.
     'work-ms': { type: 'string', default: '20' },
+    // Print, when the listener closes, how many connections the kernel had accepted that Node had not
+    // yet picked up (the listening socket's accept queue, read from /proc/net/tcp): closing the
+    // listener resets each of them, with whatever request the client already wrote on it.
+    'trace-accept-queue': { type: 'boolean', default: false },
   },
 })
 
@@ -61,6 +66,32 @@ app.post('/orders', express.json(), async (req, res) => {
   await work()
   res.status(201).json({ backend: name, order: req.body })
 })
+
+/** The accept queue of the socket listening on `port` (Linux: rx_queue of its LISTEN row), or null. */
+function acceptQueue(port) {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0')
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text
+    try {
+      text = readFileSync(table, 'latin1')
+    } catch {
+      return null // not Linux
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const [, local, , state, queues] = line.trim().split(/\s+/)
+      if (state === '0A' && local?.endsWith(`:${hexPort}`)) return parseInt(queues.split(':')[1], 16)
+    }
+  }
+  return null
+}
+
+if (args['trace-accept-queue']) {
+  const close = server.close
+  server.close = function (...rest) {
+    if (this.listening) console.log(`${name}: accept queue at close: ${acceptQueue(this.address().port)}`)
+    return close.apply(this, rest)
+  }
+}
 
 server.listen(Number(args.port), '127.0.0.1', () => {
   console.log(`listening on http://127.0.0.1:${server.address().port}`)

@@ -9,6 +9,7 @@
 //   --rounds <n>       restart each backend n times (default 2)
 //   --concurrency <n>  concurrent client loops (default 12, quick 8)
 //   --readiness-delay <s>  the keepalive backends' readinessDelay (default 1; see README.md)
+//   --post-share <f>   the share of requests that are POSTs, 0 to 1 (default 0.5)
 //   --json             print the results as one JSON line at the end
 //   --ensure-nginx     only find or install nginx: print its path, or the reason and exit 2
 import { spawn, spawnSync } from 'node:child_process'
@@ -44,6 +45,7 @@ const { values: args } = parseArgs({
     json: { type: 'boolean', default: false },
     'ensure-nginx': { type: 'boolean', default: false },
     'readiness-delay': { type: 'string' },
+    'post-share': { type: 'string' },
   },
 })
 
@@ -57,7 +59,9 @@ const settings = {
   /** Upper bound on requests per mode, so a runaway loop ends. */
   maxRequests: 200_000,
   readinessDelay: Number(args['readiness-delay'] ?? READINESS_DELAY),
+  postShare: Number(args['post-share'] ?? 0.5),
 }
+if (!(settings.postShare >= 0 && settings.postShare <= 1)) throw new RangeError(`--post-share must be between 0 and 1, got ${args['post-share']}`)
 const modes = args.mode === 'both' ? ['keepalive', 'naive'] : [args.mode]
 for (const mode of modes) {
   if (mode !== 'keepalive' && mode !== 'naive') throw new Error(`--mode must be keepalive, naive or both, got ${mode}`)
@@ -204,10 +208,12 @@ async function upstreamErrors(dir) {
 
 /** Starts backend.mjs as a child process; resolves once it prints its listening line. */
 async function startBackend(mode, name, port) {
-  const flags =
-    mode === 'naive'
+  const flags = [
+    '--trace-accept-queue',
+    ...(mode === 'naive'
       ? ['--naive', '--keep-alive-timeout', String(NAIVE_KEEPALIVE_TIMEOUT)]
-      : ['--idle-timeout', String(NGINX_KEEPALIVE_TIMEOUT), '--readiness-delay', String(settings.readinessDelay)]
+      : ['--idle-timeout', String(NGINX_KEEPALIVE_TIMEOUT), '--readiness-delay', String(settings.readinessDelay)]),
+  ]
   const child = track(
     spawn(process.execPath, [path.join(here, 'backend.mjs'), '--port', String(port), '--name', name, ...flags], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -249,11 +255,11 @@ async function startBackend(mode, name, port) {
 // ---- load ----------------------------------------------------------------------------------
 
 function emptyCounts() {
-  return { requests: 0, ok: 0, s502: 0, s504: 0, other: 0, errors: 0, failedGet: 0, failedPost: 0 }
+  return { requests: 0, posts: 0, ok: 0, s502: 0, s504: 0, other: 0, errors: 0, failedGet: 0, failedPost: 0 }
 }
 
 /** Constant GET and POST load through nginx on keep-alive connections, until stop(). */
-function startLoad(origin, { concurrency, maxRequests }) {
+function startLoad(origin, { concurrency, maxRequests, postShare }) {
   const pool = new Pool(origin, { connections: concurrency, pipelining: 1, headersTimeout: 30_000, bodyTimeout: 30_000 })
   const counts = emptyCounts()
   const samples = []
@@ -267,8 +273,10 @@ function startLoad(origin, { concurrency, maxRequests }) {
 
   async function loop(index) {
     for (let n = index; !stopped && counts.requests < maxRequests; n++) {
-      const post = n % 2 === 1
+      // Exactly postShare of the requests are POSTs, spread evenly.
+      const post = Math.floor((n + 1) * postShare) > Math.floor(n * postShare)
       counts.requests++
+      if (post) counts.posts++
       try {
         const { statusCode, body } = await pool.request(
           post
@@ -327,7 +335,8 @@ async function runMode(nginx, mode) {
         const down = performance.now()
         backends[i] = await startBackend(mode, name, ports[i])
         const up = performance.now()
-        restarts.push({ backend: name, exit: code ?? signal, stopSeconds: (down - started) / 1000, startSeconds: (up - down) / 1000 })
+        const queued = /accept queue at close: (\d+)/.exec(printed)
+        restarts.push({ backend: name, exit: code ?? signal, acceptQueue: queued === null ? null : Number(queued[1]), stopSeconds: (down - started) / 1000, startSeconds: (up - down) / 1000 })
         log(`${mode}: ${name} stopped in ${((down - started) / 1000).toFixed(2)} s (exit ${code ?? signal})${printed ? ` [${printed}]` : ''}, back in ${((up - down) / 1000).toFixed(2)} s`)
         await sleep(settings.settleMs)
       }
@@ -337,13 +346,16 @@ async function runMode(nginx, mode) {
     load = null
     await proxy.stop()
     proxy = null
+    const nginxErrors = await upstreamErrors(dir)
     return {
       mode,
       ...counts,
       failed: counts.requests - counts.ok,
+      // Requests nginx had sent that a backend dropped (reset, or closed before answering).
+      resets: Object.entries(nginxErrors).reduce((sum, [cause, n]) => sum + (/reset by peer|prematurely closed/.test(cause) ? n : 0), 0),
       restarts,
       samples,
-      nginxErrors: await upstreamErrors(dir),
+      nginxErrors,
     }
   } finally {
     await load?.stop()
@@ -362,8 +374,19 @@ const CAUSES = [
 
 function table(results) {
   const rows = [
-    ['mode', 'requests', '2xx', '502', '504', 'other', 'client errors', 'failed (GET / POST)'],
-    ...results.map((r) => [r.mode, r.requests, r.ok, r.s502, r.s504, r.other, r.errors, `${r.failed} (${r.failedGet} / ${r.failedPost})`]),
+    ['mode', 'requests', '2xx', '502', '504', 'other', 'client errors', 'failed (GET / POST)', 'resets in nginx log', 'accept queue at close'],
+    ...results.map((r) => [
+      r.mode,
+      r.requests,
+      r.ok,
+      r.s502,
+      r.s504,
+      r.other,
+      r.errors,
+      `${r.failed} (${r.failedGet} / ${r.failedPost})`,
+      r.resets,
+      r.restarts.map((x) => x.acceptQueue ?? '?').join(' '),
+    ]),
   ].map((row) => row.map(String))
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
   const line = (row) => `| ${row.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`
@@ -395,7 +418,7 @@ async function main() {
     [
       '',
       `Rolling restart behind nginx ${version} (upstream keepalive 32, keepalive_timeout ${NGINX_KEEPALIVE_TIMEOUT}s, max_fails=0):`,
-      `${settings.concurrency} clients sending GET and POST through nginx; each of 2 backends restarted ${settings.rounds === 1 ? 'once' : `${settings.rounds} times`}.`,
+      `${settings.concurrency} clients sending GET and POST (${Math.round(settings.postShare * 100)} % POST) through nginx; each of 2 backends restarted ${settings.rounds === 1 ? 'once' : `${settings.rounds} times`}.`,
       `keepalive: @keepalive/express with behind: { idleTimeout: ${NGINX_KEEPALIVE_TIMEOUT} }, gracefulShutdown (readinessDelay ${settings.readinessDelay})`,
       `naive:     plain Express, keepAliveTimeout ${NAIVE_KEEPALIVE_TIMEOUT} s, SIGTERM -> server.close(); process.exit()`,
       '',
