@@ -50,8 +50,11 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
   const promise = new Promise<ShutdownReport>((r) => (resolve = r))
   let done = false
 
+  /** Listeners not closed yet: the drain ends only once none is left, or connections accepted last would be reset. */
+  let listening = 0
+
   function finish(): void {
-    if (done) return
+    if (done || listening > 0) return
     done = true
     if (deadline !== null) clearTimeout(deadline)
     if (timer !== null) clearTimeout(timer)
@@ -87,6 +90,12 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
       } else if (!drainDue(tracker.policy, conn, time)) {
         // A gradual drain: this connection's turn comes later in the window.
         next = Math.min(next, turnOf(conn) - time)
+      } else if (time - turnOf(conn) < quietMs) {
+        // Quiet counts from the connection's turn (the drain's start, without a window) too. A
+        // socket idle since before it may be the one its client reaches for now: a proxy whose warm
+        // connections answer Connection: close takes a colder pooled one (measured behind nginx:
+        // closing those at once reset the request it had just written).
+        next = Math.min(next, turnOf(conn) + quietMs - time)
       } else if (closable(conn, time, quietMs, begun)) {
         waiting.delete(conn)
         report.closedIdle++
@@ -160,7 +169,17 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
     },
   }
   tracker.watchCloses()
-  for (const server of servers) stopAccepting(server)
+  // The listener closes from the check phase: the poll before it has accepted every connection
+  // waiting in the kernel's queue (each then drained like the rest), where closing it at once
+  // would reset them.
+  for (const server of servers) {
+    listening++
+    setImmediate(() => {
+      stopAccepting(server)
+      listening--
+      if (tracker.conns.size === 0) finish()
+    })
+  }
   for (const conn of [...tracker.conns]) {
     if (conn.session !== null) {
       if (conn.inFlight === 0) {
@@ -176,11 +195,8 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
       closeWhenQuiet(conn)
     }
   }
-  if (tracker.conns.size === 0) {
-    finish()
-  } else {
-    deadline = setTimeout(force, settings.timeoutMs)
-    deadline.unref()
-  }
+  deadline = setTimeout(force, settings.timeoutMs)
+  deadline.unref()
+  if (tracker.conns.size === 0) finish()
   return { promise, force }
 }

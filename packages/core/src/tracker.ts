@@ -17,7 +17,7 @@ export const FIRST_REQUEST_MS = 5000
 
 /** Hooks the drain installs while a shutdown runs. */
 export interface DrainHooks {
-  /** A connection went idle during the drain. */
+  /** A connection went idle, or was accepted, during the drain. */
   idle(conn: Connection): void
   /** A connection closed. */
   released(): void
@@ -135,6 +135,8 @@ export class Tracker implements ConnectionOwner {
     this.conns.add(conn)
     this.waiting.add(conn)
     if (this.watching) socket.on('close', onSocketClose)
+    // Accepted during a drain (the listener's last poll): closed by its rule like any idle one.
+    this.drainHooks.idle(conn)
     if (this.events.listenerCount('connection') > 0) {
       this.emit('connection', { remoteAddress: socket.remoteAddress, open: this.conns.size })
     }
