@@ -64,7 +64,12 @@ printTable(
   ['function', 'self %'],
   mine.map((name) => [name.slice(0, 100), fmtNum(share(keepalive, name), 2)]),
 )
-console.log(`total self time in keepalive's own code: ${fmtNum(mine.reduce((a, name) => a + share(keepalive, name), 0), 2)}%`)
+console.log(
+  `total self time in keepalive's own code: ${fmtNum(
+    mine.reduce((a, name) => a + share(keepalive, name), 0),
+    2,
+  )}%`,
+)
 const names = new Set([...bare.functions.keys(), ...keepalive.functions.keys()])
 const grown = [...names]
   .filter((name) => !isOurs(name) && !name.startsWith('('))

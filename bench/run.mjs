@@ -69,7 +69,9 @@ const environment = {
 }
 console.log(`keepalive bench${args.quick ? ' (--quick: checks the scripts; figures are not measurements)' : ''}`)
 console.log(`  ${environment.date}, Node ${environment.node}, ${environment.cpu} × ${environment.cores}, load average ${environment.loadavg.join(' ')}`)
-console.log(`  Express ${environment.versions.express}, Koa ${environment.versions.koa}, Fastify ${environment.versions.fastify}; load: ${environment.loadGenerator ?? 'n/a'}`)
+console.log(
+  `  Express ${environment.versions.express}, Koa ${environment.versions.koa}, Fastify ${environment.versions.fastify}; load: ${environment.loadGenerator ?? 'n/a'}`,
+)
 if (pins === null) warn('cannot pin processes to cores (needs taskset and 2+ cores): server and load generator share the CPUs')
 if (environment.loadavg[0] > 0.7 && !args.quick) warn(`the machine is busy (1-minute load average ${environment.loadavg[0]}): figures will be noisy`)
 

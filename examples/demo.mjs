@@ -211,7 +211,8 @@ function tick() {
     return
   }
   const bar = '█'.repeat(Math.round(stats.load * 20)).padEnd(20, '░')
-  const share = data.keepAliveShare === null ? 'no responses this tick' : `${pct(data.keepAliveShare)} keep-alive, ${pct(1 - data.keepAliveShare)} Connection: close`
+  const share =
+    data.keepAliveShare === null ? 'no responses this tick' : `${pct(data.keepAliveShare)} keep-alive, ${pct(1 - data.keepAliveShare)} Connection: close`
   block = [
     '',
     `  \x1b[1mphase ${phaseIndex + 1}/4 · ${phase.title}\x1b[0m · t ${elapsed().toFixed(1)} s · ${args.framework} on ${server.url}`,
@@ -233,10 +234,9 @@ controller.on('load', (load) => {
   const policy = policyOf(stats)
   if (policy === lastPolicy) return
   lastPolicy = policy
-  emit(
-    { type: 'policy', load, timeout: stats.timeout, max: stats.max },
-    [`  [${elapsed().toFixed(1)}s] load ${load.toFixed(2)} → ${policy}${load >= 0.95 ? ', and load ≥ shedAt 0.95: keep-alive is shed' : ''}`],
-  )
+  emit({ type: 'policy', load, timeout: stats.timeout, max: stats.max }, [
+    `  [${elapsed().toFixed(1)}s] load ${load.toFixed(2)} → ${policy}${load >= 0.95 ? ', and load ≥ shedAt 0.95: keep-alive is shed' : ''}`,
+  ])
 })
 
 // ---- run -------------------------------------------------------------------------------------
@@ -277,14 +277,11 @@ for (const [index, p] of phases.entries()) {
     const loop = shedInputs.ticks === 0 ? 0 : shedInputs.loop / shedInputs.ticks
     const signal = shedInputs.ticks === 0 ? 0 : shedInputs.signal / shedInputs.ticks
     const drivers = [loop >= 0.9 && 'the event loop', signal >= 0.9 && 'the simulated dependency signal'].filter(Boolean)
-    emit(
-      { type: 'spike', shedTicks: shedInputs.ticks, eventLoopUtilization: Number(loop.toFixed(3)), signal: Number(signal.toFixed(3)) },
-      [
-        shedInputs.ticks === 0
-          ? '  the load did not reach shedAt (0.95) in this spike: keep-alive was not shed'
-          : `  while keep-alive was shed, event-loop utilisation averaged ${loop.toFixed(2)} and the simulated dependency signal ${signal.toFixed(2)}: ${drivers.join(' and ') || 'neither alone, their smoothed maximum'} drove it`,
-      ],
-    )
+    emit({ type: 'spike', shedTicks: shedInputs.ticks, eventLoopUtilization: Number(loop.toFixed(3)), signal: Number(signal.toFixed(3)) }, [
+      shedInputs.ticks === 0
+        ? '  the load did not reach shedAt (0.95) in this spike: keep-alive was not shed'
+        : `  while keep-alive was shed, event-loop utilisation averaged ${loop.toFixed(2)} and the simulated dependency signal ${signal.toFixed(2)}: ${drivers.join(' and ') || 'neither alone, their smoothed maximum'} drove it`,
+    ])
   }
 }
 

@@ -47,7 +47,11 @@ it('runs the four phases in order with --json --quick, ends with a clean shutdow
   const ticks = lines.filter((l): l is Tick => l.type === 'tick')
   const order = ticks.map((t) => PHASES.indexOf(t.phase))
   expect(order.every((index, i) => index >= 0 && (i === 0 || index >= order[i - 1]!))).toBe(true)
-  for (const phase of PHASES) expect(ticks.some((t) => t.phase === phase), `a tick in ${phase}`).toBe(true)
+  for (const phase of PHASES)
+    expect(
+      ticks.some((t) => t.phase === phase),
+      `a tick in ${phase}`,
+    ).toBe(true)
   expect(ticks.at(-1)!.stats.requests).toBeGreaterThan(0)
   expect(ticks.at(-1)!.stats.draining).toBe(true)
 

@@ -14,7 +14,17 @@ mkdirSync(cache, { recursive: true })
 const args = process.argv.slice(2)
 const quick = args.includes('--no-matrix') || process.env.KEEPALIVE_NO_MATRIX === '1'
 /** The suites that run on every Node.js version of the matrix. */
-const MATRIX_SUITES = ['test/conformance', 'test/hostile.test.ts', 'test/model.test.ts', 'test/header-paths.test.ts', 'test/node-versions.test.ts', 'test/https.test.ts', 'test/http2.test.ts', 'test/shutdown', 'test/tracking.test.ts']
+const MATRIX_SUITES = [
+  'test/conformance',
+  'test/hostile.test.ts',
+  'test/model.test.ts',
+  'test/header-paths.test.ts',
+  'test/node-versions.test.ts',
+  'test/https.test.ts',
+  'test/http2.test.ts',
+  'test/shutdown',
+  'test/tracking.test.ts',
+]
 const MATRIX_MAJORS = [22, 24, 26]
 
 let passed = 0
@@ -59,6 +69,7 @@ const pnpm = process.platform === 'win32' ? 'pnpm.cmd' : 'pnpm'
 const built = step('build', pnpm, ['-r', '--filter', './packages/*', 'run', 'build'])
 step('typecheck', process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'])
 step('lint', process.execPath, [join(root, 'node_modules', 'eslint', 'bin', 'eslint.js'), '.'])
+step('format', process.execPath, [join(root, 'node_modules', 'prettier', 'bin', 'prettier.cjs'), '--check', '.'])
 if (built) {
   vitest(`vitest on Node ${process.versions.node}`, process.execPath, ['--exclude', 'bench/**'], join(cache, 'vitest-report.json'))
   // `pnpm bench --quick` keeps both cores busy: run alone, after the timing-sensitive suites.

@@ -338,14 +338,42 @@ export function runConformance(harness: Harness): void {
         ['Connection: close, keep-alive', [['Connection', 'close, keep-alive']], '1.1'],
         ['Connection: keep-alive, close on 1.0', [['Connection', 'keep-alive, close']], '1.0'],
         ['weird case of name and value on 1.0', [['cOnNeCtIoN', 'KeEp-AlIvE']], '1.0'],
-        ['duplicate Connection headers', [['Connection', 'keep-alive'], ['Connection', 'keep-alive']], '1.1'],
-        ['conflicting duplicate Connection headers', [['Connection', 'keep-alive'], ['Connection', 'close']], '1.1'],
+        [
+          'duplicate Connection headers',
+          [
+            ['Connection', 'keep-alive'],
+            ['Connection', 'keep-alive'],
+          ],
+          '1.1',
+        ],
+        [
+          'conflicting duplicate Connection headers',
+          [
+            ['Connection', 'keep-alive'],
+            ['Connection', 'close'],
+          ],
+          '1.1',
+        ],
         ['a huge Connection header', [['Connection', 'keep-alive, '.repeat(1000)]], '1.1'],
         ['garbage Keep-Alive', [['Keep-Alive', 'timeout=abc, max=-1, =, ;;']], '1.1'],
         ['huge Keep-Alive numbers', [['Keep-Alive', `timeout=${'9'.repeat(400)}, max=1e999`]], '1.1'],
         ['empty Keep-Alive', [['Keep-Alive', '']], '1.1'],
-        ['duplicate Keep-Alive headers', [['Keep-Alive', 'timeout=1'], ['Keep-Alive', 'timeout=2, max=3']], '1.1'],
-        ['a huge Keep-Alive header on 1.0', [['Connection', 'keep-alive'], ['Keep-Alive', 'timeout=1, '.repeat(1000)]], '1.0'],
+        [
+          'duplicate Keep-Alive headers',
+          [
+            ['Keep-Alive', 'timeout=1'],
+            ['Keep-Alive', 'timeout=2, max=3'],
+          ],
+          '1.1',
+        ],
+        [
+          'a huge Keep-Alive header on 1.0',
+          [
+            ['Connection', 'keep-alive'],
+            ['Keep-Alive', 'timeout=1, '.repeat(1000)],
+          ],
+          '1.0',
+        ],
       ]
 
       it('never crash the server and never get Keep-Alive beside Connection: close', async () => {

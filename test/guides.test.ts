@@ -74,7 +74,7 @@ describe('docs/pm2-cluster.md', () => {
   }
   const app = ecosystem.apps[0]!
 
-  it('gives PM2\'s kill_timeout room for the server\'s readiness delay, drain timeout and a margin', () => {
+  it("gives PM2's kill_timeout room for the server's readiness delay, drain timeout and a margin", () => {
     expect(app).toMatchObject({ script: 'examples/express/server.mjs', exec_mode: 'cluster' })
     const source = readFileSync(new URL(`../${app.script}`, import.meta.url), 'utf8')
     // The server uses gracefulShutdown's defaults: readinessDelay 0 s, timeout 10 s.

@@ -65,7 +65,12 @@ describe('headers passed to writeHead()', () => {
   it('closes at max even when the application asked for Connection: keep-alive in nested arrays', async () => {
     const port = await serve(
       (_req, res) => {
-        res.writeHead(200, [['Connection', 'keep-alive'], ['Content-Length', '2']]).end('ok')
+        res
+          .writeHead(200, [
+            ['Connection', 'keep-alive'],
+            ['Content-Length', '2'],
+          ])
+          .end('ok')
       },
       { max: 2 },
     )

@@ -405,4 +405,3 @@ describe('behind a proxy with the adaptive policy', () => {
     expect(ka.stats().timeout).toBe(65)
   })
 })
-

@@ -118,10 +118,13 @@ async function run(seed: number): Promise<void> {
   }
   const label = `seed ${seed}, options ${JSON.stringify(options)}`
   const ka = createKeepAlive(options)
-  const server = http.createServer({ connectionsCheckingInterval: CHECK_INTERVAL_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: HEADERS_TIMEOUT_MS }, (req, res) => {
-    ka.handle(req, res)
-    ;(routes[new URL(req.url ?? '/', 'http://x').pathname] ?? routes['/plain']!)(res)
-  })
+  const server = http.createServer(
+    { connectionsCheckingInterval: CHECK_INTERVAL_MS, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: HEADERS_TIMEOUT_MS },
+    (req, res) => {
+      ka.handle(req, res)
+      ;(routes[new URL(req.url ?? '/', 'http://x').pathname] ?? routes['/plain']!)(res)
+    },
+  )
   ka.attach(server)
   let accepted = 0
   server.on('connection', () => accepted++)
@@ -129,13 +132,21 @@ async function run(seed: number): Promise<void> {
   const graceMs = options.grace! * 1000
   // A client may reuse a connection while it is inside what the server promised; under a cap,
   // eviction may close one quiet for drainQuiet, so a careful client stays inside that too.
-  const safeMs = (model: ClientModel): number =>
-    Math.min(model.promisedMs ?? 0, capped ? options.drainQuiet! * 1000 : Infinity) - 60
+  const safeMs = (model: ClientModel): number => Math.min(model.promisedMs ?? 0, capped ? options.drainQuiet! * 1000 : Infinity) - 60
 
   const models: ClientModel[] = []
   async function openClient(): Promise<ClientModel> {
     const client = resources.add(await connect(port), (c) => c.destroy())
-    const model: ClientModel = { client, pending: [], openedAt: performance.now(), lastAt: performance.now(), promisedMs: options.timeout! * 1000, abandonedAt: null, responses: [], lost: [] }
+    const model: ClientModel = {
+      client,
+      pending: [],
+      openedAt: performance.now(),
+      lastAt: performance.now(),
+      promisedMs: options.timeout! * 1000,
+      abandonedAt: null,
+      responses: [],
+      lost: [],
+    }
     models.push(model)
     return model
   }
@@ -164,7 +175,8 @@ async function run(seed: number): Promise<void> {
   const steps = random.int(8, 20)
   for (let step = 0; step < steps; step++) {
     const open = models.filter((m) => !m.client.isClosed && m.promisedMs !== null && m.abandonedAt === null)
-    const action = open.length === 0 || random.next() < 0.15 ? 'open' : random.pick(['request', 'request', 'request', 'pipeline', 'crlf', 'pause', 'partial'] as const)
+    const action =
+      open.length === 0 || random.next() < 0.15 ? 'open' : random.pick(['request', 'request', 'request', 'pipeline', 'crlf', 'pause', 'partial'] as const)
     if (action === 'open') {
       await openClient()
       continue
@@ -239,7 +251,10 @@ async function run(seed: number): Promise<void> {
   const responses = models.reduce((sum, m) => sum + m.responses.length, 0)
   expect(stats.connections, label).toEqual({ open: 0, active: 0, idle: 0 })
   expect(stats.requests, label).toBe(responses)
-  expect(Object.values(stats.closes).reduce((a, b) => a + b, 0), label).toBe(accepted)
+  expect(
+    Object.values(stats.closes).reduce((a, b) => a + b, 0),
+    label,
+  ).toBe(accepted)
 }
 
 describe('the lifecycle promise under random client and application actions', () => {

@@ -23,7 +23,7 @@ async function serve(server: http.Server): Promise<number> {
 }
 
 describe(`Node ${process.version}`, () => {
-  it('closes an idle socket at timeout + grace whatever Node\'s own keepAliveTimeout and keepAliveTimeoutBuffer say', async () => {
+  it("closes an idle socket at timeout + grace whatever Node's own keepAliveTimeout and keepAliveTimeoutBuffer say", async () => {
     const ka = createKeepAlive({ timeout: 0.4, grace: 0.2 })
     // keepAliveTimeoutBuffer exists from Node 24 on (older versions ignore the option); Node 20
     // adds a fixed 1 s. Neither may stretch or shorten what we advertise.
@@ -42,7 +42,7 @@ describe(`Node ${process.version}`, () => {
     expect(server.keepAliveTimeout).toBe(0)
   })
 
-  it('sends one Keep-Alive of ours, never Node\'s own beside it', async () => {
+  it("sends one Keep-Alive of ours, never Node's own beside it", async () => {
     const ka = createKeepAlive()
     const server = http.createServer({ keepAliveTimeout: 7000 }, (req, res) => {
       ka.handle(req, res)
@@ -73,7 +73,7 @@ describe(`Node ${process.version}`, () => {
     expect(closedAfter).toBeLessThan(1000)
   })
 
-  it('keeps an idle socket open when the drain stops the listener, unlike Node\'s own server.close()', async () => {
+  it("keeps an idle socket open when the drain stops the listener, unlike Node's own server.close()", async () => {
     const ka = createKeepAlive({ grace: 0.5 })
     const server = http.createServer((req, res) => {
       ka.handle(req, res)
@@ -93,7 +93,7 @@ describe(`Node ${process.version}`, () => {
     expect(await report).toMatchObject({ completed: 1, forced: 0 })
   })
 
-  it('keeps each connection\'s own Keep-Alive values across servers and connections (Node 26 caches the last line it rendered)', async () => {
+  it("keeps each connection's own Keep-Alive values across servers and connections (Node 26 caches the last line it rendered)", async () => {
     // Node 26's _storeHeader keeps the last `Keep-Alive` line in a module-level cache keyed on
     // _keepAliveTimeout and _maxRequestsPerSocket, which keepalive sets per response.
     const short = createKeepAlive({ timeout: 2.5 })
@@ -140,7 +140,10 @@ describe(`Node ${process.version}`, () => {
     const port = await serve(server)
     const client = resources.add(await connect(port), (c) => c.destroy())
     // One write: the upgrade's head and the start of its body arrive with the first request.
-    client.send('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n' + 'POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\nContent-Length: 10\r\n\r\nabc')
+    client.send(
+      'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n' +
+        'POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\nContent-Length: 10\r\n\r\nabc',
+    )
     expectHeaders(await client.read(), { 'keep-alive': 'timeout=0, max=999' })
     expect((await client.read()).status).toBe(101)
     expect(handedOver).toBe(major >= 26 ? 'UpgradeStream' : 'socket')

@@ -38,7 +38,12 @@ async function open(port: number, options: ConnectOptions = {}): Promise<RawClie
 function within<T>(ms: number, promise: Promise<T>): Promise<T | 'timeout'> {
   return Promise.race([
     promise,
-    new Promise<'timeout'>((resolve) => resources.add(setTimeout(() => resolve('timeout'), ms), clearTimeout)),
+    new Promise<'timeout'>((resolve) =>
+      resources.add(
+        setTimeout(() => resolve('timeout'), ms),
+        clearTimeout,
+      ),
+    ),
   ])
 }
 
@@ -146,7 +151,10 @@ describe('defects', () => {
     const arrived = new Promise<void>((resolve) => (allArrived = resolve))
     const server = http.createServer((req, res) => {
       if (++arrivedCount === 3) allArrived()
-      resources.add(setTimeout(() => res.end('ok'), req.url === '/slow' ? 2500 : 100), clearTimeout)
+      resources.add(
+        setTimeout(() => res.end('ok'), req.url === '/slow' ? 2500 : 100),
+        clearTimeout,
+      )
     })
     server.keepAliveTimeout = 1000
     const port = await resources.listen(server)
@@ -245,7 +253,14 @@ describe('defects', () => {
     ka.attach(server)
     const port = await resources.listen(server)
     const tunnel = await open(port)
-    tunnel.send(rawRequest('/', { headers: [['Connection', 'Upgrade'], ['Upgrade', 'x-test']] }))
+    tunnel.send(
+      rawRequest('/', {
+        headers: [
+          ['Connection', 'Upgrade'],
+          ['Upgrade', 'x-test'],
+        ],
+      }),
+    )
     const switched = await tunnel.read()
     expect(switched.status).toBe(101)
     // Upgraded sockets are not HTTP any more: no idle timeout of ours applies (well past 0.7 s here).
@@ -329,7 +344,10 @@ describe('holds', () => {
         res.flushHeaders()
         res.end('ok')
       } else if (req.url === '/pairs') {
-        res.writeHead(200, [['Connection', 'keep-alive'], ['Content-Length', '2']])
+        res.writeHead(200, [
+          ['Connection', 'keep-alive'],
+          ['Content-Length', '2'],
+        ])
         res.end('ok')
       } else if (req.url === '/flat') {
         res.writeHead(200, 'OK', ['connection', 'keep-alive', 'content-length', '2'])
@@ -400,7 +418,14 @@ describe('holds', () => {
     ka.attach(server)
     const port = await resources.listen(server)
     const tunnel = await open(port)
-    tunnel.send(rawRequest('/', { headers: [['Connection', 'Upgrade'], ['Upgrade', 'x-test']] }))
+    tunnel.send(
+      rawRequest('/', {
+        headers: [
+          ['Connection', 'Upgrade'],
+          ['Upgrade', 'x-test'],
+        ],
+      }),
+    )
     const switched = await tunnel.read()
     expect(switched.status).toBe(101)
     expect(await closedWithin(tunnel, switched.receivedAt, 1500)).toBe('timeout')

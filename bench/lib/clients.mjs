@@ -132,7 +132,11 @@ serveCommands({
   async slowResults() {
     const results = await Promise.all(slow)
     slow = []
-    return { ok: results.filter((r) => r.error === null && r.status === 200).length, failed: results.filter((r) => r.error !== null || r.status !== 200).length, errors: countErrors(results) }
+    return {
+      ok: results.filter((r) => r.error === null && r.status === 200).length,
+      failed: results.filter((r) => r.error !== null || r.status !== 200).length,
+      errors: countErrors(results),
+    }
   },
 
   /** `n` fresh clients: each opens a new connection, sends one request and hangs up. */

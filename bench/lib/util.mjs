@@ -140,7 +140,10 @@ export function ensureWrk({ quick }) {
 
 export function wrkVersion(path) {
   const r = spawnSync(path, ['--version'], { encoding: 'utf8' })
-  return (r.stdout + r.stderr).split('\n')[0].replace(/\s*Copyright.*/, '').trim()
+  return (r.stdout + r.stderr)
+    .split('\n')[0]
+    .replace(/\s*Copyright.*/, '')
+    .trim()
 }
 
 // ---- child processes -------------------------------------------------------------------------
@@ -293,17 +296,16 @@ export function createLoadGenerator({ quick }) {
       fallback: false,
       async run({ url, connections, seconds }) {
         const whole = Math.max(1, Math.round(seconds))
-        const out = await runCommand(
-          [...pinned(cpu), wrk, '-t1', `-c${connections}`, `-d${whole}s`, '--timeout', '5s', '--latency', url],
-          (whole + 20) * 1000,
-        )
+        const out = await runCommand([...pinned(cpu), wrk, '-t1', `-c${connections}`, `-d${whole}s`, '--timeout', '5s', '--latency', url], (whole + 20) * 1000)
         const result = parseWrk(out)
         if (!Number.isFinite(result.rps)) throw new Error(`could not read wrk's report:\n${out}`)
         return result
       },
     }
   }
-  warn(`${process.env.KEEPALIVE_BENCH_LOADGEN === 'autocannon' ? 'KEEPALIVE_BENCH_LOADGEN=autocannon' : 'wrk is not available'}: load comes from autocannon (a Node.js load generator). Figures are NOT comparable to wrk runs.`)
+  warn(
+    `${process.env.KEEPALIVE_BENCH_LOADGEN === 'autocannon' ? 'KEEPALIVE_BENCH_LOADGEN=autocannon' : 'wrk is not available'}: load comes from autocannon (a Node.js load generator). Figures are NOT comparable to wrk runs.`,
+  )
   return {
     name: 'autocannon (fallback)',
     fallback: true,

@@ -26,7 +26,10 @@ async function freePort() {
 }
 
 async function startPrimary(script, port, workers) {
-  const child = fork(join(fixtures, script), [], { env: { ...process.env, PORT: String(port), WORKERS: String(workers) }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  const child = fork(join(fixtures, script), [], {
+    env: { ...process.env, PORT: String(port), WORKERS: String(workers) },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  })
   const exited = once(child, 'exit')
   await new Promise((resolve, reject) => {
     const onMessage = (message) => {
@@ -125,7 +128,13 @@ export async function run(ctx) {
     VARIANTS.map(({ label }) => {
       const r = runs[label]
       const times = r.map((x) => x.reloadMs)
-      return [label, fmtInt(r.reduce((a, x) => a + x.ok + x.lost, 0)), `${fmtInt(r.reduce((a, x) => a + x.lost, 0))} (${r.map((x) => x.lost).join(', ')})`, fmtMs(median(times)), fmtSpread(times)]
+      return [
+        label,
+        fmtInt(r.reduce((a, x) => a + x.ok + x.lost, 0)),
+        `${fmtInt(r.reduce((a, x) => a + x.lost, 0))} (${r.map((x) => x.lost).join(', ')})`,
+        fmtMs(median(times)),
+        fmtSpread(times),
+      ]
     }),
   )
   return { rounds, workers, runs }

@@ -56,7 +56,8 @@ export async function abbaPairs(ctx, framework, comparison, { pairs, seconds, wa
 }
 
 const cpuPerRequest = (side) => side.cpuUs / side.requests
-const range = (ratios) => `${fmtPct((median(ratios) - 1) * 100, 2)} (${fmtPct((Math.min(...ratios) - 1) * 100, 1)} … ${fmtPct((Math.max(...ratios) - 1) * 100, 1)})`
+const range = (ratios) =>
+  `${fmtPct((median(ratios) - 1) * 100, 2)} (${fmtPct((Math.min(...ratios) - 1) * 100, 1)} … ${fmtPct((Math.max(...ratios) - 1) * 100, 1)})`
 
 export async function run(ctx) {
   const pairs = ctx.pairs ?? (ctx.quick ? 1 : 10)
@@ -86,7 +87,16 @@ export async function run(ctx) {
   }
   printTable(
     `like with like: CPU µs per request (server process.cpuUsage() / requests served) and req/s, ${pairs} ABBA pair(s) × 4 runs of ${seconds} s, ${ctx.load.name}, ${connections} connections, fresh servers per pair`,
-    ['framework', 'B vs A', 'CPU µs/req A', 'CPU µs/req B', 'CPU/req change: median (pair range)', 'req/s A / B', 'req/s change: median (pair range)', 'errors'],
+    [
+      'framework',
+      'B vs A',
+      'CPU µs/req A',
+      'CPU µs/req B',
+      'CPU/req change: median (pair range)',
+      'req/s A / B',
+      'req/s change: median (pair range)',
+      'errors',
+    ],
     rows,
   )
   return result

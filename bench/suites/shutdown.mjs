@@ -27,7 +27,17 @@ async function once(client, variant, { idle, inflight, slowMs, limitMs }) {
   const pins = pinning()
   const server = await startChild(
     'server.mjs',
-    [configArg({ framework: variant.framework, keepalive: variant.keepalive, keepAliveTimeoutMs: variant.keepAliveTimeoutMs, shutdown: variant.shutdown, track: true, slowMs, staggered: true })],
+    [
+      configArg({
+        framework: variant.framework,
+        keepalive: variant.keepalive,
+        keepAliveTimeoutMs: variant.keepAliveTimeoutMs,
+        shutdown: variant.shutdown,
+        track: true,
+        slowMs,
+        staggered: true,
+      }),
+    ],
     { cpu: pins?.server ?? null, nofile: 65_536 },
   )
   const port = server.info.port
@@ -41,7 +51,14 @@ async function once(client, variant, { idle, inflight, slowMs, limitMs }) {
     const measures = await server.call('shutdown', { variant: variant.shutdown, limitMs }, limitMs + 15_000)
     const slow = await client.call('slowResults', {}, 30_000)
     const delays = measures.inflightDelaysMs.filter((d) => d !== null)
-    return { ...measures, openMs: opened.ms, touchMs: touched.ms, maxDelayMs: delays.length > 0 ? Math.max(...delays) : null, failed: slow.failed, errors: slow.errors }
+    return {
+      ...measures,
+      openMs: opened.ms,
+      touchMs: touched.ms,
+      maxDelayMs: delays.length > 0 ? Math.max(...delays) : null,
+      failed: slow.failed,
+      errors: slow.errors,
+    }
   } finally {
     await client.call('closeAll').catch(() => {})
     await server.stop()
@@ -93,7 +110,17 @@ export async function run(ctx) {
   })
   printTable(
     `shutdown, idle sockets used just before the call: ${fmtInt(idle)} idle + ${inflight} in-flight requests (answered over the ${slowMs} ms after the call), ${rounds} round(s), order rotated`,
-    ['variant', 'call resolved', 'spread', 'idle sockets gone', 'spread', 'all sockets closed', 'in-flight responses late by (max per run: median, worst)', 'in-flight failed', 'left open'],
+    [
+      'variant',
+      'call resolved',
+      'spread',
+      'idle sockets gone',
+      'spread',
+      'all sockets closed',
+      'in-flight responses late by (max per run: median, worst)',
+      'in-flight failed',
+      'left open',
+    ],
     rows,
   )
 
@@ -114,7 +141,11 @@ export async function run(ctx) {
       ours.map((x, i) => `${fmtMs(x.idleGoneMs)} vs ${fmtMs(terminator[i].idleGoneMs)}`).join(', '),
       verdict(perRound((x, t) => x.idleGoneMs !== null && t.idleGoneMs !== null && x.idleGoneMs <= t.idleGoneMs)),
     ],
-    [`in-flight responses late by ≤ ${SLACK_MS} ms`, ours.map((x) => fmtMs(x.maxDelayMs)).join(', '), verdict(perRound((x) => x.maxDelayMs !== null && x.maxDelayMs <= SLACK_MS))],
+    [
+      `in-flight responses late by ≤ ${SLACK_MS} ms`,
+      ours.map((x) => fmtMs(x.maxDelayMs)).join(', '),
+      verdict(perRound((x) => x.maxDelayMs !== null && x.maxDelayMs <= SLACK_MS)),
+    ],
   ]
   printTable(`shutdown targets (#16) for ${OURS}${ctx.quick ? ' (--quick: not a measurement)' : ''}`, ['target', 'per round', 'result'], targets)
   return { rounds, idle, inflight, slowMs, limitMs, runs, targets: targets.map(([target, values, result]) => ({ target, values, result })) }

@@ -53,7 +53,10 @@ function printed(child: ChildProcessWithoutNullStreams, output: () => string, pa
 describe('examples/cluster/app.mjs', () => {
   it('serves from 2 workers, reports cluster stats and metrics, reloads on SIGHUP and drains on SIGTERM', { timeout: 60_000 }, async () => {
     const [port, adminPort] = [await freePort(), await freePort()]
-    const child = spawn(process.execPath, ['examples/cluster/app.mjs'], { cwd: root, env: { ...process.env, PORT: String(port), ADMIN_PORT: String(adminPort), WORKERS: '2' } })
+    const child = spawn(process.execPath, ['examples/cluster/app.mjs'], {
+      cwd: root,
+      env: { ...process.env, PORT: String(port), ADMIN_PORT: String(adminPort), WORKERS: '2' },
+    })
     children.add(child)
     let output = ''
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))

@@ -106,7 +106,10 @@ async function start(options: KeepAliveOptions): Promise<Running> {
   for (;;) {
     const socket = net.connect(port, '127.0.0.1')
     const outcome = await Promise.race([
-      once(socket, 'connect').then(() => true, () => false),
+      once(socket, 'connect').then(
+        () => true,
+        () => false,
+      ),
       exited,
     ])
     socket.destroy()
@@ -125,7 +128,7 @@ async function get(url: string, agent: http.Agent): Promise<{ status: number; bo
 }
 
 describe('HAProxy in front of a keepalive backend (examples/haproxy)', () => {
-  it('reuses one upstream connection for a client\'s requests, with the guide\'s options (timeout: 65)', async (context) => {
+  it("reuses one upstream connection for a client's requests, with the guide's options (timeout: 65)", async (context) => {
     if (skipReason !== null) return context.skip(skipReason)
     expect(guideOptions).toEqual({ timeout: 65 })
     const { ka, url } = await start(guideOptions)

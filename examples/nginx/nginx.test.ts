@@ -80,7 +80,10 @@ describe.skipIf(unavailable !== null)('rolling restart behind nginx (examples/ng
 
     // Both backends restarted twice in each mode, each exiting cleanly on SIGTERM.
     for (const result of [keepalive, naive]) {
-      expect(result.restarts.map((r) => `${r.backend}:${r.exit}`), details).toEqual(['a:0', 'b:0', 'a:0', 'b:0'])
+      expect(
+        result.restarts.map((r) => `${r.backend}:${r.exit}`),
+        details,
+      ).toEqual(['a:0', 'b:0', 'a:0', 'b:0'])
       expect(result.requests, details).toBeGreaterThan(500)
     }
     expect(
@@ -100,10 +103,18 @@ describe.skipIf(unavailable !== null)('rolling restart behind nginx (examples/ng
       `keepalive, 10 restarts, 80 % POST: ${keepalive.requests} requests, ${keepalive.s502} × 502, ${keepalive.resets} resets in nginx's error log, ` +
         `accept queue at each close: ${keepalive.restarts.map((r) => r.acceptQueue).join(' ')}`,
     )
-    expect(keepalive.restarts.map((r) => `${r.backend}:${r.exit}`), details).toEqual(['a:0', 'b:0', 'a:0', 'b:0', 'a:0', 'b:0', 'a:0', 'b:0', 'a:0', 'b:0'])
+    expect(
+      keepalive.restarts.map((r) => `${r.backend}:${r.exit}`),
+      details,
+    ).toEqual(['a:0', 'b:0', 'a:0', 'b:0', 'a:0', 'b:0', 'a:0', 'b:0', 'a:0', 'b:0'])
     expect(keepalive.requests, details).toBeGreaterThan(2000)
     // POSTs really are most of the load, so a request dropped after nginx sent it shows as a 502.
     expect(keepalive.posts / keepalive.requests, details).toBeGreaterThan(0.75)
-    expect({ resets: keepalive.resets, s502: keepalive.s502, failed: keepalive.failed, errors: keepalive.errors }, details).toEqual({ resets: 0, s502: 0, failed: 0, errors: 0 })
+    expect({ resets: keepalive.resets, s502: keepalive.s502, failed: keepalive.failed, errors: keepalive.errors }, details).toEqual({
+      resets: 0,
+      s502: 0,
+      failed: 0,
+      errors: 0,
+    })
   }, 240_000)
 })

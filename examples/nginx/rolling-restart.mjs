@@ -126,7 +126,12 @@ function ensureNginx() {
 }
 
 function lastLine(text) {
-  return String(text ?? '').trim().split('\n').pop() ?? ''
+  return (
+    String(text ?? '')
+      .trim()
+      .split('\n')
+      .pop() ?? ''
+  )
 }
 
 function nginxVersion(nginx) {
@@ -336,8 +341,16 @@ async function runMode(nginx, mode) {
         backends[i] = await startBackend(mode, name, ports[i])
         const up = performance.now()
         const queued = /accept queue at close: (\d+)/.exec(printed)
-        restarts.push({ backend: name, exit: code ?? signal, acceptQueue: queued === null ? null : Number(queued[1]), stopSeconds: (down - started) / 1000, startSeconds: (up - down) / 1000 })
-        log(`${mode}: ${name} stopped in ${((down - started) / 1000).toFixed(2)} s (exit ${code ?? signal})${printed ? ` [${printed}]` : ''}, back in ${((up - down) / 1000).toFixed(2)} s`)
+        restarts.push({
+          backend: name,
+          exit: code ?? signal,
+          acceptQueue: queued === null ? null : Number(queued[1]),
+          stopSeconds: (down - started) / 1000,
+          startSeconds: (up - down) / 1000,
+        })
+        log(
+          `${mode}: ${name} stopped in ${((down - started) / 1000).toFixed(2)} s (exit ${code ?? signal})${printed ? ` [${printed}]` : ''}, back in ${((up - down) / 1000).toFixed(2)} s`,
+        )
         await sleep(settings.settleMs)
       }
     }

@@ -150,7 +150,9 @@ export function startLoad(origin: string, connections = 32): Load {
         }
         const timer = setTimeout(() => {
           watchers.splice(watchers.indexOf(watcher), 1)
-          reject(new Error(`${n} more answers did not come within ${timeoutMs} ms: ${JSON.stringify({ ok: result.ok, lost: result.lost, errors: result.errors })}`))
+          reject(
+            new Error(`${n} more answers did not come within ${timeoutMs} ms: ${JSON.stringify({ ok: result.ok, lost: result.lost, errors: result.errors })}`),
+          )
         }, timeoutMs)
         watchers.push(watcher)
       })

@@ -47,7 +47,11 @@ afterAll(async () => {
 })
 
 /** Starts `script` with `pm2 start -i 4`, loads it, runs `pm2 reload` twice, and returns what the load saw. */
-async function reloadUnderLoad(name: string, script: string, startArgs: string[]): Promise<{ result: LoadResult; times: number[]; before: number[]; after: number[] }> {
+async function reloadUnderLoad(
+  name: string,
+  script: string,
+  startArgs: string[],
+): Promise<{ result: LoadResult; times: number[]; before: number[]; after: number[] }> {
   const port = await freePort()
   await pm2(['start', join(root, 'test/cluster/fixtures', script), '--name', name, '-i', '4', ...startArgs], { PORT: String(port) })
   try {
@@ -73,8 +77,16 @@ async function reloadUnderLoad(name: string, script: string, startArgs: string[]
 describe('under PM2 cluster mode', () => {
   it('pm2 reload of 4 workers that joined the cluster loses no request under keep-alive load', { timeout: 180_000 }, async () => {
     // kill_timeout: the seconds PM2 waits after SIGINT before SIGKILL; joinCluster drains within it.
-    const { result, times, before, after } = await reloadUnderLoad('keepalive-app', 'worker.mjs', ['--wait-ready', '--kill-timeout', '5000', '--listen-timeout', '20000'])
-    console.log(`keepalive under PM2: 2 × pm2 reload of 4 workers under load: ${result.ok} answered, ${result.lost} lost (${JSON.stringify(result.errors)}); reload took ${times.map((t) => `${t.toFixed(2)} s`).join(', ')}`)
+    const { result, times, before, after } = await reloadUnderLoad('keepalive-app', 'worker.mjs', [
+      '--wait-ready',
+      '--kill-timeout',
+      '5000',
+      '--listen-timeout',
+      '20000',
+    ])
+    console.log(
+      `keepalive under PM2: 2 × pm2 reload of 4 workers under load: ${result.ok} answered, ${result.lost} lost (${JSON.stringify(result.errors)}); reload took ${times.map((t) => `${t.toFixed(2)} s`).join(', ')}`,
+    )
     expect(result.errors).toEqual({})
     expect(result.lost).toBe(0)
     expect(after).toHaveLength(4)

@@ -37,7 +37,7 @@ async function requests(origin: string, n: number): Promise<void> {
 }
 
 describe('startCluster', () => {
-  it('sums the workers\' stats and lists each worker with its pid', async () => {
+  it("sums the workers' stats and lists each worker with its pid", async () => {
     const { primary, origin } = await start()
     await requests(origin, 40)
     const stats = await primary.call<ClusterStats>('stats')
@@ -104,7 +104,7 @@ describe('startCluster', () => {
     await requests(origin, 4)
   })
 
-  it('exposes every worker\'s metrics through AggregatorRegistry, one series per worker by default', async () => {
+  it("exposes every worker's metrics through AggregatorRegistry, one series per worker by default", async () => {
     const { primary, origin } = await start()
     await requests(origin, 40)
     const text = await primary.call<string>('metrics')

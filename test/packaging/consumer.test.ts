@@ -12,16 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 const run = promisify(execFile)
 const root = join(import.meta.dirname, '..', '..')
 /** Every published package, by its folder under packages/; a new package is one more line. */
-const PACKAGES = [
-  'core',
-  'express',
-  'koa',
-  'fastify',
-  'prometheus',
-  'otel',
-  'cli',
-  'cluster',
-] as const
+const PACKAGES = ['core', 'express', 'koa', 'fastify', 'prometheus', 'otel', 'cli', 'cluster'] as const
 /** What the consumer installs for each peer dependency of a published package. */
 const PEERS: Record<string, string> = {
   express: 'express@5',
@@ -42,7 +33,11 @@ const names = PACKAGES.map((dir) => manifest(dir).name)
 let project = ''
 
 async function sh(command: string, args: string[], cwd: string): Promise<string> {
-  const { stdout } = await run(command, args, { cwd, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' } })
+  const { stdout } = await run(command, args, {
+    cwd,
+    maxBuffer: 64 * 1024 * 1024,
+    env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' },
+  })
   return stdout
 }
 
@@ -87,7 +82,12 @@ console.log(JSON.stringify({
     )
     const out = JSON.parse(await sh(process.execPath, ['load.cjs'], project))
     expect(out).toEqual({
-      core: 'function', parse: 9, graceful: 'function', express: 'function', koa: 'function', fastify: 'function',
+      core: 'function',
+      parse: 9,
+      graceful: 'function',
+      express: 'function',
+      koa: 'function',
+      fastify: 'function',
       cluster: ['function', 'function', 'function'],
     })
   })
@@ -107,15 +107,23 @@ console.log(JSON.stringify({ header: formatKeepAlive({ timeout: 5, max: 9 }), st
     )
     const out = JSON.parse(await sh(process.execPath, ['load.mjs'], project))
     expect(out).toEqual({
-      header: 'timeout=5, max=9', stats: 5, express: 'function', koa: 'function', fastify: 'function',
-      cluster: 'standalone', start: 'function', metrics: 'function',
+      header: 'timeout=5, max=9',
+      stats: 5,
+      express: 'function',
+      koa: 'function',
+      fastify: 'function',
+      cluster: 'standalone',
+      start: 'function',
+      metrics: 'function',
     })
   })
 
-  it.each(['node16', 'bundler'] as const)('type-check a TypeScript consumer with moduleResolution %s', async (resolution) => {
-    // Every package's whole public surface, so each declaration file is read and checked.
-    const everyPackage = names.map((name, i) => `import * as p${i} from '${name}'\nvoid p${i}\n`).join('')
-    const source = `import http from 'node:http'
+  it.each(['node16', 'bundler'] as const)(
+    'type-check a TypeScript consumer with moduleResolution %s',
+    async (resolution) => {
+      // Every package's whole public surface, so each declaration file is read and checked.
+      const everyPackage = names.map((name, i) => `import * as p${i} from '${name}'\nvoid p${i}\n`).join('')
+      const source = `import http from 'node:http'
 import { createKeepAlive, type KeepAliveStats, type ShutdownReport } from '@keepalive/core'
 import { keepAlive } from '@keepalive/express'
 import koaKeepAlive from '@keepalive/koa'
@@ -158,29 +166,31 @@ const code: number | null = reloaded.workers[0]!.code
 joinCluster(ka, { sever: server })
 void open; void report; void prom; void mode; void metricsText; void firstRow; void code
 `
-    const dir = join(project, `ts-${resolution}`)
-    await mkdir(dir, { recursive: true })
-    await writeFile(join(dir, resolution === 'node16' ? 'consumer.mts' : 'consumer.ts'), source)
-    // Under node16 a .cts file resolves every package through its `require` types (.d.cts).
-    if (resolution === 'node16') await writeFile(join(dir, 'consumer.cts'), `${everyPackage}export {}\n`)
-    await writeFile(
-      join(dir, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          strict: true,
-          noEmit: true,
-          target: 'ES2022',
-          module: resolution === 'node16' ? 'node16' : 'esnext',
-          moduleResolution: resolution,
-          types: ['node'],
-          typeRoots: [join(project, 'node_modules', '@types')],
-          skipLibCheck: false,
-        },
-      }),
-    )
-    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
-    await expect(sh(process.execPath, [tsc, '-p', dir], project)).resolves.toBe('')
-  }, 60_000)
+      const dir = join(project, `ts-${resolution}`)
+      await mkdir(dir, { recursive: true })
+      await writeFile(join(dir, resolution === 'node16' ? 'consumer.mts' : 'consumer.ts'), source)
+      // Under node16 a .cts file resolves every package through its `require` types (.d.cts).
+      if (resolution === 'node16') await writeFile(join(dir, 'consumer.cts'), `${everyPackage}export {}\n`)
+      await writeFile(
+        join(dir, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            noEmit: true,
+            target: 'ES2022',
+            module: resolution === 'node16' ? 'node16' : 'esnext',
+            moduleResolution: resolution,
+            types: ['node'],
+            typeRoots: [join(project, 'node_modules', '@types')],
+            skipLibCheck: false,
+          },
+        }),
+      )
+      const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+      await expect(sh(process.execPath, [tsc, '-p', dir], project)).resolves.toBe('')
+    },
+    60_000,
+  )
 
   it('serves a keep-alive response through each adapter', async () => {
     await writeFile(
@@ -264,8 +274,14 @@ registry.metrics().then((text) => {
   otel.unregister()
 })
 `
-    await writeFile(join(project, 'metrics.cjs'), body((name) => `require('${name}')`))
-    await writeFile(join(project, 'metrics.mjs'), body((name) => `await import('${name}')`))
+    await writeFile(
+      join(project, 'metrics.cjs'),
+      body((name) => `require('${name}')`),
+    )
+    await writeFile(
+      join(project, 'metrics.mjs'),
+      body((name) => `await import('${name}')`),
+    )
     for (const file of ['metrics.cjs', 'metrics.mjs']) {
       expect(JSON.parse(await sh(process.execPath, [file], project)), file).toEqual({ timeout: true, otel: 'function' })
     }

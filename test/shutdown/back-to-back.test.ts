@@ -139,26 +139,23 @@ async function loadRun(clientName: string, readinessDelay: number, run: number):
 }
 
 describe.each(Object.keys(clients))('gracefulShutdown under back-to-back load from a %s of 32 keep-alive sockets', (clientName) => {
-  it.each(Array.from({ length: RUNS }, (_, i) => i + 1))(
-    'with a readiness delay, loses no request written to an already-open socket (run %i)',
-    async (run) => {
-      const result = await loadRun(clientName, 0.3, run)
-      runs.push(result)
-      const { tally, report } = result
-      // Every request written on a socket that had already carried a response succeeded.
-      expect(tally.failed.reused).toEqual([])
-      // A new socket can fail only if the server never accepted it: the listener closed with it still
-      // in the kernel's backlog, which resets it (a new connection refused after close, like a connect error).
-      expect(result.droppedAccepted).toBe(0)
-      for (const failure of tally.failed.fresh) expect(failure.code).toBe('ECONNRESET')
-      expect(tally.otherStatus).toBe(0)
-      expect(tally.ok).toBeGreaterThan(WARM_UP)
-      expect(tally.closing).toBeGreaterThan(0)
-      expect(report.forced).toBe(0)
-      // Each loop ended at its first connect error, once the listener was closed.
-      expect(tally.failed.connect).toHaveLength(WORKERS)
-    },
-  )
+  it.each(Array.from({ length: RUNS }, (_, i) => i + 1))('with a readiness delay, loses no request written to an already-open socket (run %i)', async (run) => {
+    const result = await loadRun(clientName, 0.3, run)
+    runs.push(result)
+    const { tally, report } = result
+    // Every request written on a socket that had already carried a response succeeded.
+    expect(tally.failed.reused).toEqual([])
+    // A new socket can fail only if the server never accepted it: the listener closed with it still
+    // in the kernel's backlog, which resets it (a new connection refused after close, like a connect error).
+    expect(result.droppedAccepted).toBe(0)
+    for (const failure of tally.failed.fresh) expect(failure.code).toBe('ECONNRESET')
+    expect(tally.otherStatus).toBe(0)
+    expect(tally.ok).toBeGreaterThan(WARM_UP)
+    expect(tally.closing).toBeGreaterThan(0)
+    expect(report.forced).toBe(0)
+    // Each loop ended at its first connect error, once the listener was closed.
+    expect(tally.failed.connect).toHaveLength(WORKERS)
+  })
 
   it.each([1, 2])('without a readiness delay, loses no request at all: only new connections are refused (run %i)', async (run) => {
     const result = await loadRun(clientName, 0, run)

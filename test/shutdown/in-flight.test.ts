@@ -65,16 +65,23 @@ describe.each(Object.keys(clients))('shutdown() with %s: 200 requests over 64 ke
     let started = 0
     let resolveHalf!: () => void
     const half = new Promise<void>((resolve) => (resolveHalf = resolve))
-    const { controller: ka, server, port } = await resources.startServer({}, (req, res) => {
+    const {
+      controller: ka,
+      server,
+      port,
+    } = await resources.startServer({}, (req, res) => {
       const path = req.url ?? ''
       const index = Number(path.split('/').pop())
       inFlight.add(path)
       if (++started === REQUESTS / 2) resolveHalf()
       // Handlers take 100 to 300 ms.
-      setTimeout(() => {
-        inFlight.delete(path)
-        res.end('done')
-      }, 100 + ((index * 37) % 201))
+      setTimeout(
+        () => {
+          inFlight.delete(path)
+          res.end('done')
+        },
+        100 + ((index * 37) % 201),
+      )
     })
     const serverClosed = once(server, 'close')
     const client = resources.add(clients[clientName]!(port), (c) => c.close())

@@ -77,7 +77,9 @@ describe('a gradual drain', () => {
 
   it('rejects a window longer than the deadline', async () => {
     const { ka } = await start({})
-    expect(() => ka.shutdown({ timeout: 1, gradual: 2 })).toThrow('keepalive: "shutdown.gradual" must be at most shutdown.timeout (1) so every connection is told to close before the deadline, got 2')
+    expect(() => ka.shutdown({ timeout: 1, gradual: 2 })).toThrow(
+      'keepalive: "shutdown.gradual" must be at most shutdown.timeout (1) so every connection is told to close before the deadline, got 2',
+    )
   })
 })
 

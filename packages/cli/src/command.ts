@@ -32,7 +32,12 @@ export interface Output extends ColorTarget {
 }
 
 /** Runs `keepalive <args>`; resolves with the exit status. `env` decides colour (`NO_COLOR`, `FORCE_COLOR`, `TERM`). */
-export async function run(args: readonly string[], stdout: Output, stderr: Output, env: Readonly<Record<string, string | undefined>> = process.env): Promise<number> {
+export async function run(
+  args: readonly string[],
+  stdout: Output,
+  stderr: Output,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<number> {
   // Decided before parsing, so a usage error under --json is JSON too.
   const json = args.includes('--json')
   const failWith = (code: string, message: string, usage = false): number => {

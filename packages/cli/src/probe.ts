@@ -26,8 +26,7 @@ export interface ProbeOptions {
 
 /** Progress of the long wait: the idle timeout. Seconds throughout. */
 export type ProbeProgress =
-  | { type: 'idleWait'; advertised: number | null; limit: number }
-  | { type: 'idleDone'; advertised: number | null; limit: number; elapsed: number | null }
+  { type: 'idleWait'; advertised: number | null; limit: number } | { type: 'idleDone'; advertised: number | null; limit: number; elapsed: number | null }
 
 /** The checks, in the order they are reported. */
 export type CheckId = 'advertised' | 'max' | 'close' | 'idle' | 'http10' | 'http10KeepAlive' | 'conflicting' | 'headers'
@@ -161,7 +160,8 @@ export async function probe(target: string | URL, options: Readonly<ProbeOptions
     const first = await context.open()
     const exchange = await first.send(request(url, '1.1'))
     stopIfOver()
-    if (exchange.kind === 'timeout') throw new ProbeError('ERR_KEEPALIVE_PROBE_RESPONSE', `keepalive: ${url.href} did not answer within ${resolved.timeoutMs / 1000} s`)
+    if (exchange.kind === 'timeout')
+      throw new ProbeError('ERR_KEEPALIVE_PROBE_RESPONSE', `keepalive: ${url.href} did not answer within ${resolved.timeoutMs / 1000} s`)
     if (exchange.kind === 'closed') {
       const what = exchange.error === null ? 'closed the connection without answering' : `did not answer in HTTP/1.x: ${exchange.error}`
       throw new ProbeError('ERR_KEEPALIVE_PROBE_RESPONSE', `keepalive: ${url.href} ${what}`)
@@ -224,7 +224,13 @@ async function checkMax(context: Context, conn: WireConnection, first: WireRespo
   const data = (): ProbeCheck['data'] => ({ advertised: start ?? null, responses: maxes.length, maxes })
   if (!isPersistent(first, '1.1')) {
     const closed = await closesSoon(conn, first, options)
-    if (closed === null) return check('max', 'fail', `response 1 carried ${describeHeaders(first)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data())
+    if (closed === null)
+      return check(
+        'max',
+        'fail',
+        `response 1 carried ${describeHeaders(first)} but the connection was still open ${seconds(options.closeWithinMs)} later`,
+        data(),
+      )
     return check('max', 'skip', `response 1 closed the connection (${describeHeaders(first)}); nothing to count down`, data())
   }
   const budget = start === undefined ? options.maxRequests : Math.min(options.maxRequests, start + 1)
@@ -250,7 +256,12 @@ async function checkMax(context: Context, conn: WireConnection, first: WireRespo
       }
       const expected = start - (n - 1)
       if (expected <= 0) {
-        return check('max', 'fail', `response ${n} kept the connection alive (${describeHeaders(response)}) after response ${n - 1} advertised max=1: the close belongs here`, data())
+        return check(
+          'max',
+          'fail',
+          `response ${n} kept the connection alive (${describeHeaders(response)}) after response ${n - 1} advertised max=1: the close belongs here`,
+          data(),
+        )
       }
       if (max === undefined) return check('max', 'fail', `response ${n} carried no max= (expected max=${expected}): ${describeHeaders(response)}`, data())
       if (max !== expected) {
@@ -261,14 +272,29 @@ async function checkMax(context: Context, conn: WireConnection, first: WireRespo
     }
     // A closing response: it must come exactly when max= said, and the socket must close with it.
     if (start !== undefined && n !== start + 1) {
-      return check('max', 'fail', `response ${n} carried ${describeHeaders(response)} although response ${n - 1} advertised max=${previousMax ?? '(none)'}`, data())
+      return check(
+        'max',
+        'fail',
+        `response ${n} carried ${describeHeaders(response)} although response ${n - 1} advertised max=${previousMax ?? '(none)'}`,
+        data(),
+      )
     }
     const closed = await closesSoon(conn, response, options)
     if (closed === null) {
-      return check('max', 'fail', `response ${n} carried ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data())
+      return check(
+        'max',
+        'fail',
+        `response ${n} carried ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`,
+        data(),
+      )
     }
     if (start === undefined) {
-      return check('max', 'skip', `no max= advertised; the server closed after ${n} responses (${describeHeaders(response)}), ${millis(closed)} after the last`, data())
+      return check(
+        'max',
+        'skip',
+        `no max= advertised; the server closed after ${n} responses (${describeHeaders(response)}), ${millis(closed)} after the last`,
+        data(),
+      )
     }
     return check('max', 'pass', `${sequence(maxes.slice(0, -1))}, then Connection: close on response ${n}; closed ${millis(closed)} after it`, data())
   }
@@ -304,9 +330,19 @@ async function checkClose(context: Context): Promise<ProbeCheck> {
     if (persistent) continue
     const closed = await closesSoon(conn, response, options)
     if (closed === null) {
-      return check('close', 'fail', `response ${n} carried ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data(n, null))
+      return check(
+        'close',
+        'fail',
+        `response ${n} carried ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`,
+        data(n, null),
+      )
     }
-    return check('close', 'pass', `response ${n} carried ${describeHeaders(response)}; the server closed ${millis(closed)} after it`, data(n, round(closed / 1000)))
+    return check(
+      'close',
+      'pass',
+      `response ${n} carried ${describeHeaders(response)}; the server closed ${millis(closed)} after it`,
+      data(n, round(closed / 1000)),
+    )
   }
   return check(
     'close',
@@ -327,7 +363,8 @@ async function checkIdle(context: Context): Promise<ProbeCheck> {
   const advertised = keepAliveParams(response).timeout ?? null
   if (!persistent) {
     const closed = await closesSoon(conn, response, options)
-    if (closed === null) return check('idle', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, { advertised })
+    if (closed === null)
+      return check('idle', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, { advertised })
     return check('idle', 'skip', `the server closes after every response (${describeHeaders(response)}); no idle connection to time`, { advertised })
   }
   const limitMs = options.maxWaitMs ?? defaultMaxWaitMs(advertised)
@@ -350,7 +387,12 @@ async function checkIdle(context: Context): Promise<ProbeCheck> {
     return check('idle', 'pass', `still open after ${seconds(limitMs)} idle, past the advertised timeout=${advertised} (clients close first)`, data)
   }
   if (elapsedMs < advertisedMs - options.toleranceMs) {
-    return check('idle', 'fail', `closed after ${seconds(elapsedMs)} idle, ${seconds(advertisedMs - elapsedMs)} before the advertised timeout=${advertised}`, data)
+    return check(
+      'idle',
+      'fail',
+      `closed after ${seconds(elapsedMs)} idle, ${seconds(advertisedMs - elapsedMs)} before the advertised timeout=${advertised}`,
+      data,
+    )
   }
   const beyond = elapsedMs - advertisedMs
   const extra = beyond >= 50 ? ` (${seconds(beyond)} beyond it)` : ''
@@ -371,7 +413,8 @@ async function checkHttp10(context: Context): Promise<ProbeCheck> {
     return check('http10', 'fail', `answered a plain HTTP/1.0 request with ${describeHeaders(response)}: keep-alive the client did not ask for`, data)
   }
   const closed = await closesSoon(conn, response, options)
-  if (closed === null) return check('http10', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data)
+  if (closed === null)
+    return check('http10', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data)
   return check('http10', 'pass', `${describeHeaders(response)}; closed ${millis(closed)} after the response`, { ...data, closedAfter: round(closed / 1000) })
 }
 
@@ -386,7 +429,8 @@ async function checkHttp10KeepAlive(context: Context): Promise<ProbeCheck> {
   const data = headerData(response)
   if (!persistent) {
     const closed = await closesSoon(conn, response, options)
-    if (closed === null) return check('http10KeepAlive', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data)
+    if (closed === null)
+      return check('http10KeepAlive', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data)
     return check('http10KeepAlive', 'pass', `declined (${describeHeaders(response)}) and closed ${millis(closed)} after the response`, data)
   }
   const second = await conn.send(request(url, '1.0', ['Connection: keep-alive']))
@@ -413,7 +457,13 @@ async function checkConflicting(context: Context): Promise<ProbeCheck> {
     const behaviour = closed === null ? 'kept the connection open' : `closed it ${millis(closed)} later all the same`
     return check('conflicting', 'fail', `${asked} was answered with ${describeHeaders(response)} and ${behaviour}; close must win`, data)
   }
-  if (closed === null) return check('conflicting', 'fail', `${asked} was answered with ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data)
+  if (closed === null)
+    return check(
+      'conflicting',
+      'fail',
+      `${asked} was answered with ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`,
+      data,
+    )
   return check('conflicting', 'pass', `${asked}: answered ${describeHeaders(response)} and closed ${millis(closed)} later (close wins)`, data)
 }
 
@@ -554,7 +604,8 @@ function resolveProbeOptions(input: unknown): Resolved {
     checkSeconds(name, options[name] ?? fallback, { min: 0, above }) * 1000
   const onProgress = options.onProgress ?? (() => {})
   if (typeof onProgress !== 'function') fail(TypeError, 'onProgress', `"onProgress" must be a function, got ${describe(onProgress)}`)
-  if (options.insecure !== undefined && typeof options.insecure !== 'boolean') fail(TypeError, 'insecure', `"insecure" must be true or false, got ${describe(options.insecure)}`)
+  if (options.insecure !== undefined && typeof options.insecure !== 'boolean')
+    fail(TypeError, 'insecure', `"insecure" must be true or false, got ${describe(options.insecure)}`)
   return {
     maxRequests: count('maxRequests', options.maxRequests ?? 20, false),
     maxWaitMs: options.maxWait === undefined ? null : checkSeconds('maxWait', options.maxWait, { min: 0 }) * 1000,

@@ -357,11 +357,14 @@ export class WireConnection {
   waitClose(ms: number): Promise<number | null> {
     if (this.closedAt !== null) return Promise.resolve(this.closedAt)
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.socket.off('end', onClosed)
-        this.socket.off('close', onClosed)
-        resolve(null)
-      }, Math.max(0, ms))
+      const timer = setTimeout(
+        () => {
+          this.socket.off('end', onClosed)
+          this.socket.off('close', onClosed)
+          resolve(null)
+        },
+        Math.max(0, ms),
+      )
       const onClosed = (): void => {
         clearTimeout(timer)
         this.socket.off('end', onClosed)

@@ -49,9 +49,13 @@ describe('keepalive probe (the built bin)', () => {
     const lines = stdout.split('\n')
     expect(lines[0]).toBe(`keepalive probe ${server.url}`)
     expect(lines).toContain('  ✓ Keep-Alive header    Connection: keep-alive, Keep-Alive: timeout=5, max=999')
-    expect(stdout).toContain('  ✓ max= countdown       max=999 → 980, one less each time over 20 responses; the close is 980 requests further, beyond --max-requests 20')
+    expect(stdout).toContain(
+      '  ✓ max= countdown       max=999 → 980, one less each time over 20 responses; the close is 980 requests further, beyond --max-requests 20',
+    )
     // max=999: no response of 20 says Connection: close, so the close is not checked, and not ✓.
-    expect(lines).toContain("  ? Connection: close    not checked: none of 20 responses carried Connection: close (the server's close is beyond --max-requests 20)")
+    expect(lines).toContain(
+      "  ? Connection: close    not checked: none of 20 responses carried Connection: close (the server's close is beyond --max-requests 20)",
+    )
     expect(stdout).toMatch(/^ {2}✓ idle timeout {9}closed after \d\.\d\d s idle; advertised timeout=5( \(\d\.\d\d s beyond it\))?$/m)
     expect(stdout).not.toContain('✗')
     expect(stdout).toMatch(/^✓ the server does what its headers say, as far as checked: 1 not checked \(\d+\.\d s\)$/m)

@@ -82,7 +82,9 @@ describe('probe limits on what it buffers', () => {
     const started = performance.now()
     const { code, stdout, stderr } = await keepalive(['probe', server.url])
     expect({ code, stdout }).toEqual({ code: 2, stdout: '' })
-    expect(stderr).toBe(`keepalive: ${server.url} sent a response line (status, header, chunk-size or trailer) longer than 8192 bytes; the probe stopped reading\n`)
+    expect(stderr).toBe(
+      `keepalive: ${server.url} sent a response line (status, header, chunk-size or trailer) longer than 8192 bytes; the probe stopped reading\n`,
+    )
     expect(performance.now() - started).toBeLessThan(5000)
   })
 
@@ -108,7 +110,10 @@ describe('probe limits on what it buffers', () => {
       for (let i = 0; i < 2000; i++) socket.write(`X-Filler-${i}: ${'a'.repeat(40)}\r\n`)
     })
     await expect(probe(server.url)).rejects.toThrow(
-      new ProbeError('ERR_KEEPALIVE_PROBE_LIMIT', `keepalive: ${server.url} sent response headers (or trailers) larger than 65536 bytes; the probe stopped reading`),
+      new ProbeError(
+        'ERR_KEEPALIVE_PROBE_LIMIT',
+        `keepalive: ${server.url} sent response headers (or trailers) larger than 65536 bytes; the probe stopped reading`,
+      ),
     )
   })
 
@@ -181,7 +186,9 @@ describe('the Connection: close check', () => {
     )
     const result = await probe(server.url, { maxWait: 0.3 })
     expect(status(result, 'close')).toBe('fail')
-    expect(result.checks.find((check) => check.id === 'close')!.evidence).toBe('response 3 carried Connection: close but the connection was still open 1.00 s later')
+    expect(result.checks.find((check) => check.id === 'close')!.evidence).toBe(
+      'response 3 carried Connection: close but the connection was still open 1.00 s later',
+    )
     expect(result.ok).toBe(false)
   })
 
@@ -210,7 +217,10 @@ describe('--json errors', () => {
       { ok: false, error: { code: 'ERR_KEEPALIVE_USAGE', message: 'keepalive: --max-wait must be a number >= 0, got "soon"' } },
     ])
     const unknown = await keepalive(['probe', 'http://127.0.0.1/', '--json', '--wait', '1'])
-    expect(JSON.parse(unknown.stdout)).toMatchObject({ ok: false, error: { code: 'ERR_KEEPALIVE_USAGE', message: expect.stringMatching(/^keepalive: Unknown option '--wait'/) } })
+    expect(JSON.parse(unknown.stdout)).toMatchObject({
+      ok: false,
+      error: { code: 'ERR_KEEPALIVE_USAGE', message: expect.stringMatching(/^keepalive: Unknown option '--wait'/) },
+    })
     const scheme = await keepalive(['probe', 'ftp://127.0.0.1/', '--json'])
     expect(JSON.parse(scheme.stdout)).toEqual({
       ok: false,

@@ -68,7 +68,9 @@ describe('probe() against a server using createKeepAlive', () => {
     expect(result.url).toMatch(/^https:/)
     expect(result.advertised.keepAlive).toBe('timeout=1, max=2')
     expect(statuses(result).max).toBe('pass')
-    await expect(probe(server.url)).rejects.toThrow(/^keepalive: cannot connect to 127\.0\.0\.1:\d+: self[- ]signed certificate \(pass --insecure to accept it\)$/)
+    await expect(probe(server.url)).rejects.toThrow(
+      /^keepalive: cannot connect to 127\.0\.0\.1:\d+: self[- ]signed certificate \(pass --insecure to accept it\)$/,
+    )
   })
 })
 
@@ -92,7 +94,7 @@ describe('probe() against servers whose behaviour contradicts their headers', ()
     expect(evidence(result, 'headers')).toContain('HTTP/1.0 response carried Keep-Alive: timeout=30 beside Connection: close')
   })
 
-  it('fails the countdown when max= stays the same (Node\'s own maxRequestsPerSocket)', async () => {
+  it("fails the countdown when max= stays the same (Node's own maxRequestsPerSocket)", async () => {
     const server = await bare(
       (s) => (s.maxRequestsPerSocket = 3),
       (_req, res) => res.end('hello\n'),

@@ -36,7 +36,8 @@ export function resolveClusterOptions(input: unknown): ResolvedClusterOptions {
   if (!isPlainObject(input)) fail(TypeError, 'options', `startCluster options must be an object, got ${describe(input)}`)
   checkKeys(input, CLUSTER_KEYS, '')
   const o = input
-  if (o.exec !== undefined && (typeof o.exec !== 'string' || o.exec === '')) fail(TypeError, 'exec', `"exec" must be the path of a script, got ${describe(o.exec)}`)
+  if (o.exec !== undefined && (typeof o.exec !== 'string' || o.exec === ''))
+    fail(TypeError, 'exec', `"exec" must be the path of a script, got ${describe(o.exec)}`)
   if (o.args !== undefined && (!Array.isArray(o.args) || !o.args.every((a) => typeof a === 'string'))) {
     fail(TypeError, 'args', `"args" must be an array of strings, got ${describe(o.args)}`)
   }

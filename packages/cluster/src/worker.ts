@@ -45,7 +45,12 @@ function pm2KillTimeoutMs(env: NodeJS.ProcessEnv): number {
  * server.listen(3000)
  */
 export function joinCluster(controller: ClusterController, options?: Readonly<JoinOptions>): ClusterMember {
-  if (controller === null || (typeof controller !== 'object' && typeof controller !== 'function') || typeof controller.shutdown !== 'function' || typeof controller.stats !== 'function') {
+  if (
+    controller === null ||
+    (typeof controller !== 'object' && typeof controller !== 'function') ||
+    typeof controller.shutdown !== 'function' ||
+    typeof controller.stats !== 'function'
+  ) {
     throw new TypeError("keepalive: joinCluster() needs a keepalive controller (createKeepAlive(), an adapter's middleware or fastify.keepAlive)")
   }
   const o = resolveJoinOptions(options)

@@ -32,7 +32,13 @@ describe('options: startCluster, joinCluster and createClusterMetrics reject bad
     ['startCluster', start({ workers: Infinity }), RangeError, 'keepalive: "workers" must be finite, got Infinity', 'workers'],
     ['startCluster', start({ timeout: -1 }), RangeError, 'keepalive: "timeout" must be at least 0 and at most 2147482 seconds, got -1', 'timeout'],
     ['startCluster', start({ timeout: '10s' }), TypeError, 'keepalive: "timeout" must be a number of seconds, got "10s" (string)', 'timeout'],
-    ['startCluster', start({ listenTimeout: 0 }), RangeError, 'keepalive: "listenTimeout" must be greater than 0 and at most 2147482 seconds, got 0', 'listenTimeout'],
+    [
+      'startCluster',
+      start({ listenTimeout: 0 }),
+      RangeError,
+      'keepalive: "listenTimeout" must be greater than 0 and at most 2147482 seconds, got 0',
+      'listenTimeout',
+    ],
     ['startCluster', start({ exec: 42 }), TypeError, 'keepalive: "exec" must be the path of a script, got 42', 'exec'],
     ['startCluster', start({ args: '--x' }), TypeError, 'keepalive: "args" must be an array of strings, got "--x" (string)', 'args'],
     ['startCluster', start({ env: { A: 1 } }), TypeError, 'keepalive: "env.A" must be a string, got 1', 'env.A'],
@@ -47,12 +53,15 @@ describe('options: startCluster, joinCluster and createClusterMetrics reject bad
     ['createClusterMetrics', metrics({ by: 'label' }), TypeError, 'keepalive: "by" must be "worker" or "sum", got "label" (string)', 'by'],
     ['createClusterMetrics', metrics({ timeout: 0 }), RangeError, 'keepalive: "timeout" must be greater than 0 and at most 2147482 seconds, got 0', 'timeout'],
   ]
-  it.each(cases.map(([name, run, kind, message, option]) => ({ name, run, kind, message, option })))('$name throws $message', ({ run, kind, message, option }) => {
-    const thrown = thrownBy(run)
-    expect(thrown.constructor).toBe(kind)
-    expect(thrown.message).toBe(message)
-    expect(thrown.option).toBe(option)
-  })
+  it.each(cases.map(([name, run, kind, message, option]) => ({ name, run, kind, message, option })))(
+    '$name throws $message',
+    ({ run, kind, message, option }) => {
+      const thrown = thrownBy(run)
+      expect(thrown.constructor).toBe(kind)
+      expect(thrown.message).toBe(message)
+      expect(thrown.option).toBe(option)
+    },
+  )
 
   it('joinCluster names what it needs when given no controller', () => {
     expect(() => joinCluster(undefined as never)).toThrow(
@@ -82,8 +91,24 @@ describe('sumStats', () => {
   it('sums counts, weighs the reuse ratio by requests, takes the highest load and the lowest timeout and max', () => {
     const total = sumStats(
       [
-        worker(1, { connections: { open: 3, active: 1, idle: 2 }, requests: 10, reuseRatio: 0.5, load: 0.2, timeout: 5, max: 1000, closes: { ...FRESH_STATS.closes, drain: 2 } }),
-        worker(2, { connections: { open: 1, active: 0, idle: 1 }, requests: 30, reuseRatio: 0.9, load: 0.7, timeout: 3, max: null, closes: { ...FRESH_STATS.closes, drain: 1, client: 4 } }),
+        worker(1, {
+          connections: { open: 3, active: 1, idle: 2 },
+          requests: 10,
+          reuseRatio: 0.5,
+          load: 0.2,
+          timeout: 5,
+          max: 1000,
+          closes: { ...FRESH_STATS.closes, drain: 2 },
+        }),
+        worker(2, {
+          connections: { open: 1, active: 0, idle: 1 },
+          requests: 30,
+          reuseRatio: 0.9,
+          load: 0.7,
+          timeout: 3,
+          max: null,
+          closes: { ...FRESH_STATS.closes, drain: 1, client: 4 },
+        }),
         { id: 3, pid: 103, error: 'no answer within 1 s' },
       ],
       false,

@@ -9,7 +9,12 @@ export interface OptionError extends Error {
   option: string
 }
 
-export function fail(Kind: TypeErrorConstructor | RangeErrorConstructor, option: string, message: string, code: OptionError['code'] = 'ERR_KEEPALIVE_INVALID_OPTION'): never {
+export function fail(
+  Kind: TypeErrorConstructor | RangeErrorConstructor,
+  option: string,
+  message: string,
+  code: OptionError['code'] = 'ERR_KEEPALIVE_INVALID_OPTION',
+): never {
   const error = new Kind(`keepalive: ${message}`) as OptionError
   error.code = code
   error.option = option
@@ -92,7 +97,8 @@ export function number(name: string, value: unknown, rule: NumberRule): number {
   const low = rule.above ? value <= rule.min : value < rule.min
   const high = rule.max !== undefined && value > rule.max
   const unit = rule.unit === 'seconds' ? ' seconds' : ''
-  const range = `${rule.above ? `greater than ${rule.min}` : `at least ${rule.min}`}${rule.max !== undefined ? ` and at most ${rule.maxText ?? rule.max}${unit}` : ''}`
+  const floor = rule.above ? `greater than ${rule.min}` : `at least ${rule.min}`
+  const range = `${floor}${rule.max !== undefined ? ` and at most ${rule.maxText ?? rule.max}${unit}` : ''}`
   if (low || high || value === -Infinity) fail(RangeError, name, `"${name}" must be ${range}, got ${describe(value)}`)
   if (rule.integer && !Number.isInteger(value)) fail(RangeError, name, `"${name}" must be a whole number${rule.infinity ? ' or Infinity' : ''}, got ${value}`)
   return value

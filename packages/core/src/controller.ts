@@ -6,7 +6,16 @@ import { kConnection } from './response.js'
 import { Attachments, ownerOf, type TunableServer } from './server.js'
 import { drain, kForce, type Drain } from './shutdown.js'
 import { Tracker } from './tracker.js'
-import type { AnyRequest, AnyResponse, AttachableServer, KeepAliveController, KeepAliveOptions, KeepAliveStats, ShutdownOptions, ShutdownReport } from './types.js'
+import type {
+  AnyRequest,
+  AnyResponse,
+  AttachableServer,
+  KeepAliveController,
+  KeepAliveOptions,
+  KeepAliveStats,
+  ShutdownOptions,
+  ShutdownReport,
+} from './types.js'
 
 interface SocketWithServer {
   server?: unknown
@@ -43,7 +52,8 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
       return
     }
     // HTTP/2: connection headers are forbidden; only make sure the server is tracked.
-    const server = req.httpVersionMajor >= 2 ? ((req as { stream?: { session?: { server?: unknown } } }).stream?.session?.server ?? socket.server) : socket.server
+    const server =
+      req.httpVersionMajor >= 2 ? ((req as { stream?: { session?: { server?: unknown } } }).stream?.session?.server ?? socket.server) : socket.server
     if (!isServer(server)) return
     if (!attachments.owns(server) && !lazyAttach(server)) return
     if (req.httpVersionMajor >= 2) return
@@ -59,7 +69,8 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
       if (!warned.has(server)) {
         warned.add(server)
         const error = new Error(
-          'keepalive: this server is already governed by another keepalive controller, so this middleware\'s options do nothing; attach one controller per server (for gracefulShutdown: pass it as `keepAlive`)',
+          "keepalive: this server is already governed by another keepalive controller, so this middleware's options do nothing; " +
+            'attach one controller per server (for gracefulShutdown: pass it as `keepAlive`)',
         )
         ;(error as Error & { code: string }).code = 'ERR_KEEPALIVE_ALREADY_ATTACHED'
         tracker.reportError(error)

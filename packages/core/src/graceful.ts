@@ -56,7 +56,8 @@ const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP'])
 /** Formats the one-line shutdown report. */
 export function formatReport(report: Readonly<ShutdownReport>): string {
   const upgraded = report.upgraded > 0 ? `, ${report.upgraded} upgraded sockets left to the deadline` : ''
-  return `keepalive: drained in ${report.elapsed.toFixed(2)}s: ${report.closedIdle} idle closed, ${report.completed} requests completed, ${report.forced} forced${upgraded}`
+  const counts = `${report.closedIdle} idle closed, ${report.completed} requests completed, ${report.forced} forced${upgraded}`
+  return `keepalive: drained in ${report.elapsed.toFixed(2)}s: ${counts}`
 }
 
 function checkSignals(value: unknown): NodeJS.Signals[] {
@@ -73,7 +74,9 @@ function checkSignals(value: unknown): NodeJS.Signals[] {
 }
 
 /** Validates gracefulShutdown's options once, at the call. */
-export function resolveGracefulOptions(input: unknown): Required<Omit<GracefulShutdownOptions, 'keepAlive' | 'beforeShutdown' | 'onShutdown' | 'drainQuiet' | 'gradual'>> &
+export function resolveGracefulOptions(
+  input: unknown,
+): Required<Omit<GracefulShutdownOptions, 'keepAlive' | 'beforeShutdown' | 'onShutdown' | 'drainQuiet' | 'gradual'>> &
   Pick<GracefulShutdownOptions, 'keepAlive' | 'beforeShutdown' | 'onShutdown'> & { drain: ShutdownOptions } {
   if (input === undefined) input = {}
   if (!isPlainObject(input)) fail(TypeError, 'options', `gracefulShutdown options must be an object, got ${describe(input)}`)
@@ -86,7 +89,11 @@ export function resolveGracefulOptions(input: unknown): Required<Omit<GracefulSh
   if (o.exit !== undefined && typeof o.exit !== 'boolean') fail(TypeError, 'exit', `"exit" must be a boolean, got ${describe(o.exit)}`)
   const keepAlive = o.keepAlive as GracefulShutdownOptions['keepAlive']
   if (keepAlive !== undefined && (keepAlive === null || typeof (keepAlive as { shutdown?: unknown }).shutdown !== 'function')) {
-    fail(TypeError, 'keepAlive', `"keepAlive" must be a keepalive controller (createKeepAlive(), an adapter's middleware or fastify.keepAlive), got ${describe(keepAlive)}`)
+    fail(
+      TypeError,
+      'keepAlive',
+      `"keepAlive" must be a keepalive controller (createKeepAlive(), an adapter's middleware or fastify.keepAlive), got ${describe(keepAlive)}`,
+    )
   }
   const timeout = o.timeout === undefined ? 10 : seconds('timeout', o.timeout, { min: 0 })
   // The drain's own options, checked as shutdown() checks them (and named as given here).
@@ -94,7 +101,12 @@ export function resolveGracefulOptions(input: unknown): Required<Omit<GracefulSh
   if (o.drainQuiet !== undefined) drain.drainQuiet = seconds('drainQuiet', o.drainQuiet, { min: 0, max: 60 })
   if (o.gradual !== undefined) {
     drain.gradual = seconds('gradual', o.gradual, { min: 0 })
-    if (drain.gradual > timeout) fail(RangeError, 'gradual', `"gradual" must be at most timeout (${timeout}) so every connection is told to close before the deadline, got ${drain.gradual}`)
+    if (drain.gradual > timeout)
+      fail(
+        RangeError,
+        'gradual',
+        `"gradual" must be at most timeout (${timeout}) so every connection is told to close before the deadline, got ${drain.gradual}`,
+      )
   }
   return {
     keepAlive,

@@ -30,18 +30,7 @@ export interface ResolvedAdaptive {
 /** Proxy preset: the server keeps idle connections this much longer than the proxy does. */
 export const BEHIND_MARGIN_SECONDS = 5
 
-const TOP_LEVEL = [
-  'timeout',
-  'max',
-  'maxAge',
-  'maxAgeJitter',
-  'grace',
-  'drainQuiet',
-  'maxConnections',
-  'maxConnectionsPerIp',
-  'adaptive',
-  'behind',
-] as const
+const TOP_LEVEL = ['timeout', 'max', 'maxAge', 'maxAgeJitter', 'grace', 'drainQuiet', 'maxConnections', 'maxConnectionsPerIp', 'adaptive', 'behind'] as const
 const ADAPTIVE_KEYS = ['signal', 'from', 'shedAt', 'minTimeout', 'minMax', 'interval'] as const
 const BEHIND_KEYS = ['idleTimeout'] as const
 const SHUTDOWN_KEYS = ['timeout', 'drainQuiet', 'gradual'] as const
@@ -51,7 +40,8 @@ export const DRAIN_QUIET_SECONDS = 0.2
 const MAX_COUNT = 0x7fffffff
 
 const given = (value: unknown): boolean => value !== undefined
-const countUpTo = (name: string, value: unknown): number => number(name, value, { min: 1, max: MAX_COUNT, maxText: '2147483647 (2^31 - 1)', integer: true, infinity: true, unit: 'count' })
+const countUpTo = (name: string, value: unknown): number =>
+  number(name, value, { min: 1, max: MAX_COUNT, maxText: '2147483647 (2^31 - 1)', integer: true, infinity: true, unit: 'count' })
 
 /** Guards against `app.use(keepAlive)` (the factory passed instead of its result). */
 function looksLikeRequest(value: Record<string, unknown> | object): boolean {
@@ -79,7 +69,8 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   let behindIdle: number | undefined
   if (given(o.behind)) {
     const behind = objectOf('behind', o.behind)
-    if (!given(behind.idleTimeout)) fail(TypeError, 'behind.idleTimeout', '"behind.idleTimeout" is required: the proxy\'s idle timeout in seconds, e.g. { idleTimeout: 60 }')
+    if (!given(behind.idleTimeout))
+      fail(TypeError, 'behind.idleTimeout', '"behind.idleTimeout" is required: the proxy\'s idle timeout in seconds, e.g. { idleTimeout: 60 }')
     behindIdle = seconds('behind.idleTimeout', behind.idleTimeout, { min: 0, above: true, max: MAX_SECONDS - BEHIND_MARGIN_SECONDS })
   }
 
@@ -108,7 +99,8 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   if (behindIdle !== undefined && maxConnectionsPerIp !== Infinity) {
     // Behind a proxy every connection comes from the proxy's address: the cap would throttle the proxy itself.
     process.emitWarning(
-      `keepalive: "maxConnectionsPerIp" (${maxConnectionsPerIp}) caps connections per remote address, and behind a proxy every connection comes from the proxy: it limits the proxy's connection pool, not its clients`,
+      `keepalive: "maxConnectionsPerIp" (${maxConnectionsPerIp}) caps connections per remote address, and behind a proxy every connection ` +
+        "comes from the proxy: it limits the proxy's connection pool, not its clients",
       { type: 'KeepAliveWarning', code: 'KEEPALIVE_PER_IP_BEHIND_PROXY' },
     )
   }
@@ -124,9 +116,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
       fail(TypeError, 'adaptive.signal', `"adaptive.signal" must be a function returning a load in [0, 1], got ${describe(a.signal)}`)
     }
     const from = given(a.from) ? number('adaptive.from', a.from, { min: 0, max: 1, unit: 'fraction' }) : 0.5
-    const shedAt = given(a.shedAt)
-      ? number('adaptive.shedAt', a.shedAt, { min: 0, max: 1, unit: 'fraction' })
-      : 0.95
+    const shedAt = given(a.shedAt) ? number('adaptive.shedAt', a.shedAt, { min: 0, max: 1, unit: 'fraction' }) : 0.95
     if (shedAt < from) {
       // Blame the option the user actually gave: a lone `from` above the default shedAt is the `from` at fault.
       if (given(a.shedAt)) fail(RangeError, 'adaptive.shedAt', `"adaptive.shedAt" must be between adaptive.from (${from}) and 1, got ${shedAt}`)
@@ -139,7 +129,11 @@ export function resolveOptions(input: unknown): ResolvedOptions {
       fail(RangeError, 'adaptive.minTimeout', `"adaptive.minTimeout" must be at most timeout (${timeout}), got ${minTimeout}`)
     }
     if (behindIdle !== undefined && minTimeout <= behindIdle) {
-      fail(RangeError, 'adaptive.minTimeout', `"adaptive.minTimeout" must be greater than behind.idleTimeout (${behindIdle}) so the server outlives the proxy under load too, got ${minTimeout}`)
+      fail(
+        RangeError,
+        'adaptive.minTimeout',
+        `"adaptive.minTimeout" must be greater than behind.idleTimeout (${behindIdle}) so the server outlives the proxy under load too, got ${minTimeout}`,
+      )
     }
     // A finite floor: scaling down to "unlimited" has no meaning (and would make max NaN).
     const minMax = given(a.minMax) ? count('adaptive.minMax', a.minMax, false) : Math.min(10, max)
@@ -184,11 +178,15 @@ export function resolveShutdownOptions(input: unknown, options: Pick<ResolvedOpt
   checkKeys(input, SHUTDOWN_KEYS, `${name}.`)
   const timeout = given(input.timeout) ? seconds(`${name}.timeout`, input.timeout, { min: 0 }) : 10
   const gradual = given(input.gradual) ? seconds(`${name}.gradual`, input.gradual, { min: 0 }) : 0
-  if (gradual > timeout) fail(RangeError, `${name}.gradual`, `"${name}.gradual" must be at most ${name}.timeout (${timeout}) so every connection is told to close before the deadline, got ${gradual}`)
+  if (gradual > timeout)
+    fail(
+      RangeError,
+      `${name}.gradual`,
+      `"${name}.gradual" must be at most ${name}.timeout (${timeout}) so every connection is told to close before the deadline, got ${gradual}`,
+    )
   return {
     timeoutMs: timeout * 1000,
     quietMs: given(input.drainQuiet) ? seconds(`${name}.drainQuiet`, input.drainQuiet, { min: 0, max: 60 }) * 1000 : options.drainQuietMs,
     gradualMs: gradual * 1000,
   }
 }
-

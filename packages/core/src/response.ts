@@ -123,7 +123,6 @@ export function isDetached(socket: object): boolean {
   return parser == null || parser.incoming?.upgrade === true
 }
 
-
 /** What a socket's first request message beginning calls (the parser's kOnMessageBegin slot, 0 on Node 20 to 26). */
 export interface FirstMessageListener {
   messageBegan(): void
@@ -256,7 +255,14 @@ function keepAliveWriteHead(this: HookedResponse, statusCode: number, reason?: s
   // The common case: the application leaves the connection headers to us, Node writes them from
   // the fields the decision sets, and the headers given here pass through untouched.
   const named = given != null && namesConnectionHeaders(given)
-  if (nodeFields && !named && !this.hasHeader('connection') && !this.hasHeader('keep-alive') && !fields._removedConnection && !(fields._removedContLen && fields._removedTE)) {
+  if (
+    nodeFields &&
+    !named &&
+    !this.hasHeader('connection') &&
+    !this.hasHeader('keep-alive') &&
+    !fields._removedConnection &&
+    !(fields._removedContLen && fields._removedTE)
+  ) {
     listener.beforeHeaders(this, statusCode, false)
     return next.call(this, statusCode, reason as string, headers)
   }

@@ -77,7 +77,8 @@ export class Attachments {
     if (server[kOwner] === this.owner) return
     if (server[kOwner] !== undefined) {
       throw new Error(
-        'keepalive: this server is already attached to another keepalive controller; use that one (for gracefulShutdown: pass it as `keepAlive`), or create only one per server',
+        'keepalive: this server is already attached to another keepalive controller; ' +
+          'use that one (for gracefulShutdown: pass it as `keepAlive`), or create only one per server',
       )
     }
     server[kOwner] = this.owner
@@ -142,7 +143,12 @@ export class Attachments {
     if (typeof server.headersTimeout === 'number' && server.headersTimeout > 0 && server.headersTimeout <= idleMs) {
       server.headersTimeout = idleMs + 1000
     }
-    if (typeof server.requestTimeout === 'number' && typeof server.headersTimeout === 'number' && server.requestTimeout > 0 && server.requestTimeout < server.headersTimeout) {
+    if (
+      typeof server.requestTimeout === 'number' &&
+      typeof server.headersTimeout === 'number' &&
+      server.requestTimeout > 0 &&
+      server.requestTimeout < server.headersTimeout
+    ) {
       server.requestTimeout = server.headersTimeout
     }
   }

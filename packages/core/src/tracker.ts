@@ -14,7 +14,6 @@ import type { AttachableServer, CloseReason, KeepAliveEvents } from './types.js'
 /** Ms the first request may take to start on a connection whose keep-alive is off. */
 export const FIRST_REQUEST_MS = 5000
 
-
 /** Hooks the drain installs while a shutdown runs. */
 export interface DrainHooks {
   /** A connection went idle, or was accepted, during the drain. */
@@ -123,7 +122,9 @@ export class Tracker implements ConnectionOwner {
       }
       this.perAddress.set(address, count + 1)
     }
-    const http2 = typeof (server as { updateSettings?: unknown }).updateSettings === 'function' && (!(server instanceof TlsServer) || (socket as TLSSocket).alpnProtocol === 'h2')
+    const http2 =
+      typeof (server as { updateSettings?: unknown }).updateSettings === 'function' &&
+      (!(server instanceof TlsServer) || (socket as TLSSocket).alpnProtocol === 'h2')
     // A connection that never sends a request is closed like an idle one.
     const idleMs = (this.policy.timeoutMs || FIRST_REQUEST_MS) + this.options.graceMs
     // After the close the socket can no longer tell its port: read it now if an exporter will want it

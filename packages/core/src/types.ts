@@ -67,16 +67,7 @@ export interface KeepAliveOptions {
 }
 
 /** Why a tracked connection closed. */
-export type CloseReason =
-  | 'client'
-  | 'idleTimeout'
-  | 'maxRequests'
-  | 'maxAge'
-  | 'shed'
-  | 'evicted'
-  | 'perIp'
-  | 'drain'
-  | 'forced'
+export type CloseReason = 'client' | 'idleTimeout' | 'maxRequests' | 'maxAge' | 'shed' | 'evicted' | 'perIp' | 'drain' | 'forced'
 
 /** Every close reason, in the order `stats().closes` lists them (for exporters that report each, zero included). */
 export const CLOSE_REASONS: readonly CloseReason[] = Object.freeze([

@@ -41,8 +41,14 @@ describe('createLoadSmoother', () => {
     expect(up.at(-1)).toBe(1)
     expect(up.slice(0, -1).every((load) => load < 1)).toBe(true)
     const smoother = createLoadSmoother()
-    feed(Array.from({ length: 10 }, () => 1), smoother)
-    const down = feed(Array.from({ length: 10 }, () => 0), smoother)
+    feed(
+      Array.from({ length: 10 }, () => 1),
+      smoother,
+    )
+    const down = feed(
+      Array.from({ length: 10 }, () => 0),
+      smoother,
+    )
     expect(down.at(-1)).toBe(0)
     expect(smoother.load).toBe(0)
   })

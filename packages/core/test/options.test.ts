@@ -87,7 +87,13 @@ describe('options: wrong types throw a TypeError naming the option and the value
   const notPlain = values.filter(([v]) => typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Date)
   for (const [value, shown] of [...notPlain, [1, '1'], [0, '0']] as [unknown, string][]) {
     if (typeof value === 'boolean') continue // true and false switch adaptive on and off
-    table.push({ input: { adaptive: value }, shown, error: TypeError, option: 'adaptive', message: `keepalive: "adaptive" must be a boolean or an object, got ${shown}` })
+    table.push({
+      input: { adaptive: value },
+      shown,
+      error: TypeError,
+      option: 'adaptive',
+      message: `keepalive: "adaptive" must be a boolean or an object, got ${shown}`,
+    })
   }
   for (const [value, shown] of [...notPlain, [60, '60']] as [unknown, string][]) {
     table.push({ input: { behind: value }, shown, error: TypeError, option: 'behind', message: `keepalive: "behind" must be an object, got ${shown}` })
@@ -134,12 +140,27 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
     // grace
     { input: { grace: -0.5 }, error: RangeError, option: 'grace', message: s('grace', 'at least 0 and at most 2147482 seconds', '-0.5') },
     { input: { grace: Infinity }, error: RangeError, option: 'grace', message: 'keepalive: "grace" must be finite, got Infinity' },
-    { input: { timeout: 5, grace: 2147480 }, error: RangeError, option: 'grace', message: 'keepalive: "timeout" + "grace" must be at most 2147482 seconds, got 2147485' },
+    {
+      input: { timeout: 5, grace: 2147480 },
+      error: RangeError,
+      option: 'grace',
+      message: 'keepalive: "timeout" + "grace" must be at most 2147482 seconds, got 2147485',
+    },
     // The default grace of 1 s pushes a maximal timeout over: the timeout is what the user gave.
-    { input: { timeout: 2147482 }, error: RangeError, option: 'timeout', message: 'keepalive: "timeout" + "grace" must be at most 2147482 seconds, got 2147483' },
+    {
+      input: { timeout: 2147482 },
+      error: RangeError,
+      option: 'timeout',
+      message: 'keepalive: "timeout" + "grace" must be at most 2147482 seconds, got 2147483',
+    },
     // maxConnections, maxConnectionsPerIp
     { input: { maxConnections: 0 }, error: RangeError, option: 'maxConnections', message: s('maxConnections', 'at least 1', '0') },
-    { input: { maxConnections: 2.5 }, error: RangeError, option: 'maxConnections', message: 'keepalive: "maxConnections" must be a whole number or Infinity, got 2.5' },
+    {
+      input: { maxConnections: 2.5 },
+      error: RangeError,
+      option: 'maxConnections',
+      message: 'keepalive: "maxConnections" must be a whole number or Infinity, got 2.5',
+    },
     { input: { maxConnections: -Infinity }, error: RangeError, option: 'maxConnections', message: s('maxConnections', 'at least 1', '-Infinity') },
     { input: { maxConnectionsPerIp: 0 }, error: RangeError, option: 'maxConnectionsPerIp', message: s('maxConnectionsPerIp', 'at least 1', '0') },
     {
@@ -153,10 +174,20 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
     { input: { adaptive: { from: 1.5 } }, error: RangeError, option: 'adaptive.from', message: s('adaptive.from', 'at least 0 and at most 1', '1.5') },
     { input: { adaptive: { from: Infinity } }, error: RangeError, option: 'adaptive.from', message: 'keepalive: "adaptive.from" must be finite, got Infinity' },
     // Only `from` was given: it is the one above the default shedAt (0.95).
-    { input: { adaptive: { from: 0.97 } }, error: RangeError, option: 'adaptive.from', message: 'keepalive: "adaptive.from" must be at most adaptive.shedAt (0.95), got 0.97' },
+    {
+      input: { adaptive: { from: 0.97 } },
+      error: RangeError,
+      option: 'adaptive.from',
+      message: 'keepalive: "adaptive.from" must be at most adaptive.shedAt (0.95), got 0.97',
+    },
     { input: { adaptive: { shedAt: 1.01 } }, error: RangeError, option: 'adaptive.shedAt', message: s('adaptive.shedAt', 'at least 0 and at most 1', '1.01') },
     { input: { adaptive: { shedAt: -1 } }, error: RangeError, option: 'adaptive.shedAt', message: s('adaptive.shedAt', 'at least 0 and at most 1', '-1') },
-    { input: { adaptive: { shedAt: Infinity } }, error: RangeError, option: 'adaptive.shedAt', message: 'keepalive: "adaptive.shedAt" must be finite, got Infinity' },
+    {
+      input: { adaptive: { shedAt: Infinity } },
+      error: RangeError,
+      option: 'adaptive.shedAt',
+      message: 'keepalive: "adaptive.shedAt" must be finite, got Infinity',
+    },
     {
       input: { adaptive: { from: 0.8, shedAt: 0.7 } },
       error: RangeError,
@@ -176,7 +207,12 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
       option: 'adaptive.minTimeout',
       message: s('adaptive.minTimeout', 'at least 0 and at most 2147482 seconds', '-1'),
     },
-    { input: { adaptive: { minTimeout: Infinity } }, error: RangeError, option: 'adaptive.minTimeout', message: 'keepalive: "adaptive.minTimeout" must be finite, got Infinity' },
+    {
+      input: { adaptive: { minTimeout: Infinity } },
+      error: RangeError,
+      option: 'adaptive.minTimeout',
+      message: 'keepalive: "adaptive.minTimeout" must be finite, got Infinity',
+    },
     {
       input: { timeout: 2, adaptive: { minTimeout: 3 } },
       error: RangeError,
@@ -210,7 +246,12 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
     },
     // adaptive.minMax
     { input: { adaptive: { minMax: 0 } }, error: RangeError, option: 'adaptive.minMax', message: s('adaptive.minMax', 'at least 1', '0') },
-    { input: { adaptive: { minMax: 2.5 } }, error: RangeError, option: 'adaptive.minMax', message: 'keepalive: "adaptive.minMax" must be a whole number, got 2.5' },
+    {
+      input: { adaptive: { minMax: 2.5 } },
+      error: RangeError,
+      option: 'adaptive.minMax',
+      message: 'keepalive: "adaptive.minMax" must be a whole number, got 2.5',
+    },
     // A floor of "unlimited" means nothing, even when max itself is unlimited.
     {
       input: { max: Infinity, adaptive: { minMax: Infinity } },
@@ -218,22 +259,62 @@ describe('options: out-of-range values throw a RangeError saying what is allowed
       option: 'adaptive.minMax',
       message: 'keepalive: "adaptive.minMax" must be finite, got Infinity',
     },
-    { input: { max: 5, adaptive: { minMax: 6 } }, error: RangeError, option: 'adaptive.minMax', message: 'keepalive: "adaptive.minMax" must be at most max (5), got 6' },
+    {
+      input: { max: 5, adaptive: { minMax: 6 } },
+      error: RangeError,
+      option: 'adaptive.minMax',
+      message: 'keepalive: "adaptive.minMax" must be at most max (5), got 6',
+    },
     // adaptive.interval
-    { input: { adaptive: { interval: 0 } }, error: RangeError, option: 'adaptive.interval', message: s('adaptive.interval', 'at least 0.01 and at most 3600 seconds', '0') },
+    {
+      input: { adaptive: { interval: 0 } },
+      error: RangeError,
+      option: 'adaptive.interval',
+      message: s('adaptive.interval', 'at least 0.01 and at most 3600 seconds', '0'),
+    },
     {
       input: { adaptive: { interval: 0.005 } },
       error: RangeError,
       option: 'adaptive.interval',
       message: s('adaptive.interval', 'at least 0.01 and at most 3600 seconds', '0.005'),
     },
-    { input: { adaptive: { interval: -1 } }, error: RangeError, option: 'adaptive.interval', message: s('adaptive.interval', 'at least 0.01 and at most 3600 seconds', '-1') },
-    { input: { adaptive: { interval: 3601 } }, error: RangeError, option: 'adaptive.interval', message: s('adaptive.interval', 'at least 0.01 and at most 3600 seconds', '3601') },
-    { input: { adaptive: { interval: Infinity } }, error: RangeError, option: 'adaptive.interval', message: 'keepalive: "adaptive.interval" must be finite, got Infinity' },
+    {
+      input: { adaptive: { interval: -1 } },
+      error: RangeError,
+      option: 'adaptive.interval',
+      message: s('adaptive.interval', 'at least 0.01 and at most 3600 seconds', '-1'),
+    },
+    {
+      input: { adaptive: { interval: 3601 } },
+      error: RangeError,
+      option: 'adaptive.interval',
+      message: s('adaptive.interval', 'at least 0.01 and at most 3600 seconds', '3601'),
+    },
+    {
+      input: { adaptive: { interval: Infinity } },
+      error: RangeError,
+      option: 'adaptive.interval',
+      message: 'keepalive: "adaptive.interval" must be finite, got Infinity',
+    },
     // behind.idleTimeout and the timeout it implies
-    { input: { behind: { idleTimeout: 0 } }, error: RangeError, option: 'behind.idleTimeout', message: s('behind.idleTimeout', 'greater than 0 and at most 2147477 seconds', '0') },
-    { input: { behind: { idleTimeout: -60 } }, error: RangeError, option: 'behind.idleTimeout', message: s('behind.idleTimeout', 'greater than 0 and at most 2147477 seconds', '-60') },
-    { input: { behind: { idleTimeout: Infinity } }, error: RangeError, option: 'behind.idleTimeout', message: 'keepalive: "behind.idleTimeout" must be finite, got Infinity' },
+    {
+      input: { behind: { idleTimeout: 0 } },
+      error: RangeError,
+      option: 'behind.idleTimeout',
+      message: s('behind.idleTimeout', 'greater than 0 and at most 2147477 seconds', '0'),
+    },
+    {
+      input: { behind: { idleTimeout: -60 } },
+      error: RangeError,
+      option: 'behind.idleTimeout',
+      message: s('behind.idleTimeout', 'greater than 0 and at most 2147477 seconds', '-60'),
+    },
+    {
+      input: { behind: { idleTimeout: Infinity } },
+      error: RangeError,
+      option: 'behind.idleTimeout',
+      message: 'keepalive: "behind.idleTimeout" must be finite, got Infinity',
+    },
     {
       input: { behind: { idleTimeout: 2147478 } },
       error: RangeError,

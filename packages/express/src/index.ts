@@ -7,8 +7,7 @@ export type * from '@keepalive/core'
 export { gracefulShutdown } from '@keepalive/core'
 
 /** Express middleware that also carries the controller's methods (`attach`, `stats`, `shutdown`, ...). */
-export type KeepAliveMiddleware = ((req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void) &
-  KeepAliveController
+export type KeepAliveMiddleware = ((req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void) & KeepAliveController
 
 /**
  * Express middleware applying the keep-alive policy to every response of the server it serves.

@@ -64,7 +64,10 @@ const plugin: FastifyPluginCallback<FastifyKeepAliveOptions> = (fastify: Fastify
     // A plain route: Fastify sends the reply, and the controller's Connection: close rides on it while draining.
     fastify.get(own.readiness, function keepAliveReadiness(_request: FastifyRequest, reply: FastifyReply) {
       const ready = !closing && !draining
-      return reply.code(ready ? 200 : 503).type('text/plain; charset=utf-8').send(ready ? 'ready\n' : 'draining\n')
+      return reply
+        .code(ready ? 200 : 503)
+        .type('text/plain; charset=utf-8')
+        .send(ready ? 'ready\n' : 'draining\n')
     })
   }
   done()

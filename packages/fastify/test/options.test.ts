@@ -49,7 +49,7 @@ describe.each(majors)('%s: plugin options', (name, create) => {
     return { app, port: (app.server.address() as { port: number }).port, release }
   }
 
-  it('registers on this major, which the declared range, the peer range and fastify-plugin\'s metadata all admit', async () => {
+  it("registers on this major, which the declared range, the peer range and fastify-plugin's metadata all admit", async () => {
     const { app } = await start({})
     const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
       peerDependencies: Record<string, string>

@@ -183,7 +183,11 @@ function resolveInstrumentsOptions(options: unknown): ResolvedInstrumentsOptions
   if (!isPlainObject(options)) fail(TypeError, '', `instruments options must be an object, got ${describe(options)}`)
   if ('meter' in options) {
     // A library names its meter after itself (instrumentation scope); the provider is the user's choice.
-    fail(TypeError, 'meter', 'unknown option "meter": the instruments use a meter of their own, named "@keepalive/otel"; pass "meterProvider" to choose where it comes from')
+    fail(
+      TypeError,
+      'meter',
+      'unknown option "meter": the instruments use a meter of their own, named "@keepalive/otel"; pass "meterProvider" to choose where it comes from',
+    )
   }
   checkKeys(options, OPTION_KEYS, '')
   const meterProvider = options.meterProvider ?? metrics.getMeterProvider()
@@ -206,10 +210,12 @@ function resolveInstrumentsOptions(options: unknown): ResolvedInstrumentsOptions
 
 function resolveAttributes(value: unknown): Attributes {
   if (value === undefined) return {}
-  if (!isPlainObject(value)) fail(TypeError, 'attributes', `"attributes" must be an object of attribute names to strings, numbers or booleans, got ${describe(value)}`)
+  if (!isPlainObject(value))
+    fail(TypeError, 'attributes', `"attributes" must be an object of attribute names to strings, numbers or booleans, got ${describe(value)}`)
   const attributes: Attributes = {}
   for (const [key, item] of Object.entries(value)) {
-    if (key === STATE || key === REASON) fail(RangeError, `attributes.${key}`, `"attributes.${key}" is an attribute the instruments set themselves; allowed: any other name`)
+    if (key === STATE || key === REASON)
+      fail(RangeError, `attributes.${key}`, `"attributes.${key}" is an attribute the instruments set themselves; allowed: any other name`)
     if (typeof item !== 'string' && typeof item !== 'number' && typeof item !== 'boolean') {
       fail(TypeError, `attributes.${key}`, `"attributes.${key}" must be a string, a number or a boolean, got ${describe(item)}`)
     }
@@ -217,4 +223,3 @@ function resolveAttributes(value: unknown): Attributes {
   }
   return attributes
 }
-

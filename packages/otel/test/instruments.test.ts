@@ -113,7 +113,10 @@ describe('registerKeepAliveInstruments', () => {
     cleanups.push(() => instruments.unregister())
     const metrics = await collect(reader)
     const kinds = Object.fromEntries(
-      [...metrics.values()].map((m) => [m.descriptor.name, [DataPointType[m.dataPointType], m.descriptor.unit, m.dataPointType === DataPointType.SUM ? m.isMonotonic : null]]),
+      [...metrics.values()].map((m) => [
+        m.descriptor.name,
+        [DataPointType[m.dataPointType], m.descriptor.unit, m.dataPointType === DataPointType.SUM ? m.isMonotonic : null],
+      ]),
     )
     // Up-down counters and counters export sums (monotonic or not), gauges last values. The histogram
     // has no data point until a connection closes, so it is not exported yet.
@@ -227,7 +230,9 @@ describe('registerKeepAliveInstruments', () => {
     await closed
     const metrics = await collect(reader)
     expect(value(metrics, 'api.keepalive.requests')).toBe(2)
-    const point = (metrics.get('api.keepalive.connection.requests')!.dataPoints[0] as { value: unknown }).value as { buckets: { boundaries: number[]; counts: number[] } }
+    const point = (metrics.get('api.keepalive.connection.requests')!.dataPoints[0] as { value: unknown }).value as {
+      buckets: { boundaries: number[]; counts: number[] }
+    }
     expect(point.buckets).toEqual({ boundaries: [1, 2], counts: [0, 1, 0] })
     expect([...metrics.keys()].every((name) => name.startsWith('api.keepalive.'))).toBe(true)
   })
@@ -288,7 +293,7 @@ describe('registerKeepAliveInstruments', () => {
     expect([SCOPE_NAME, SCOPE_VERSION]).toEqual([pkg.name, pkg.version])
   })
 
-  it('records each connection\'s duration in seconds with its close reason, server.port and network.protocol.version', async () => {
+  it("records each connection's duration in seconds with its close reason, server.port and network.protocol.version", async () => {
     const { url, port, controller, provider, reader, agent } = await start({ max: 2 })
     const instruments = registerKeepAliveInstruments(controller, { meterProvider: provider, durationBuckets: [0.001, 60] })
     cleanups.push(() => instruments.unregister())
@@ -365,7 +370,11 @@ describe('registerKeepAliveInstruments', () => {
     const { controller, provider } = await start()
     const cases: [unknown, ErrorConstructor, string][] = [
       ['keepalive.', TypeError, 'keepalive: instruments options must be an object, got "keepalive." (string)'],
-      [{ meter: provider.getMeter('app') }, TypeError, 'keepalive: unknown option "meter": the instruments use a meter of their own, named "@keepalive/otel"; pass "meterProvider" to choose where it comes from'],
+      [
+        { meter: provider.getMeter('app') },
+        TypeError,
+        'keepalive: unknown option "meter": the instruments use a meter of their own, named "@keepalive/otel"; pass "meterProvider" to choose where it comes from',
+      ],
       [{ meterprovider: provider }, TypeError, 'keepalive: unknown option "meterprovider"; did you mean "meterProvider"?'],
       [{ prefx: 'x.' }, TypeError, 'keepalive: unknown option "prefx"; did you mean "prefix"?'],
       [{ meterProvider: {} }, TypeError, 'keepalive: "meterProvider" must be an OpenTelemetry MeterProvider (with getMeter()), got an object'],
@@ -375,7 +384,11 @@ describe('registerKeepAliveInstruments', () => {
       [{ buckets: [2, 2] }, RangeError, 'keepalive: "buckets" must be increasing, got 2 then 2'],
       [{ durationBuckets: 'fast' }, TypeError, 'keepalive: "durationBuckets" must be a non-empty array of finite numbers, got "fast" (string)'],
       [{ attributes: { 'service.role': null } }, TypeError, 'keepalive: "attributes.service.role" must be a string, a number or a boolean, got null'],
-      [{ attributes: { 'keepalive.close.reason': 'x' } }, RangeError, 'keepalive: "attributes.keepalive.close.reason" is an attribute the instruments set themselves; allowed: any other name'],
+      [
+        { attributes: { 'keepalive.close.reason': 'x' } },
+        RangeError,
+        'keepalive: "attributes.keepalive.close.reason" is an attribute the instruments set themselves; allowed: any other name',
+      ],
     ]
     for (const [options, type, message] of cases) {
       let error: unknown

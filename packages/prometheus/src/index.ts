@@ -152,7 +152,13 @@ function metricNames(prefix: string) {
 }
 
 /** The family already registered under these names (checked to fit), or a new one registered now. */
-function joinFamily(registry: Registry, names: ReturnType<typeof metricNames>, labels: Labels, buckets: readonly number[], durationBuckets: readonly number[]): Family {
+function joinFamily(
+  registry: Registry,
+  names: ReturnType<typeof metricNames>,
+  labels: Labels,
+  buckets: readonly number[],
+  durationBuckets: readonly number[],
+): Family {
   const labelNames = Object.keys(labels).sort()
   const existing = Object.values(names).map((name) => registry.getSingleMetric(name))
   const found = existing.find((metric) => metric !== undefined)
@@ -163,10 +169,16 @@ function joinFamily(registry: Registry, names: ReturnType<typeof metricNames>, l
       throw new Error(`keepalive: a metric named "${name}" is already registered; unregister the previous one or pass another "prefix"`)
     }
     if (family.labelNames.join() !== labelNames.join()) {
-      fail(TypeError, 'labels', `"labels" must have the names of the controller already registered as "${names.connections}" (${family.labelNames.join(', ') || 'none'}), got ${labelNames.join(', ') || 'none'}; or pass another "prefix"`)
+      fail(
+        TypeError,
+        'labels',
+        `"labels" must have the names of the controller already registered as "${names.connections}" (${family.labelNames.join(', ') || 'none'}), got ${labelNames.join(', ') || 'none'}; or pass another "prefix"`,
+      )
     }
     if (family.members.has(labelKey(labels))) {
-      throw new Error(`keepalive: a controller with labels ${JSON.stringify(labels)} is already registered as "${names.connections}"; give this one other "labels" (e.g. { server: 'admin' }) or another "prefix"`)
+      throw new Error(
+        `keepalive: a controller with labels ${JSON.stringify(labels)} is already registered as "${names.connections}"; give this one other "labels" (e.g. { server: 'admin' }) or another "prefix"`,
+      )
     }
     if (family.buckets.join() !== buckets.join() || family.durationBuckets.join() !== durationBuckets.join()) {
       fail(RangeError, 'buckets', `"buckets" and "durationBuckets" must be those of the controller already registered as "${names.connections}"`)
@@ -264,12 +276,18 @@ function createMetrics(
     gauge(names.load, 'Current smoothed load factor, from 0 to 1.', (stats) => stats.load),
     gauge(names.timeout, 'Idle timeout currently advertised in Keep-Alive: timeout=, in seconds.', (stats) => stats.timeout),
     gauge(names.max, 'Requests one connection may currently serve in total; +Inf when unlimited.', (stats) => stats.max ?? Infinity),
-    gauge(names.draining, '1 while the controller is draining for shutdown (every response carries Connection: close), else 0.', (stats) => (stats.draining ? 1 : 0)),
+    gauge(names.draining, '1 while the controller is draining for shutdown (every response carries Connection: close), else 0.', (stats) =>
+      stats.draining ? 1 : 0,
+    ),
   ]
 }
 
 function labelKey(labels: Labels): string {
-  return JSON.stringify(Object.keys(labels).sort().map((name) => [name, labels[name]]))
+  return JSON.stringify(
+    Object.keys(labels)
+      .sort()
+      .map((name) => [name, labels[name]]),
+  )
 }
 
 interface ResolvedMetricsOptions {
@@ -308,7 +326,11 @@ function resolveLabels(value: unknown): Labels {
   const labels: Labels = {}
   for (const [name, text] of Object.entries(value)) {
     if (!LABEL.test(name) || name.startsWith('__')) {
-      fail(RangeError, `labels.${name}`, `"labels" names must be valid Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __), got ${JSON.stringify(name)}`)
+      fail(
+        RangeError,
+        `labels.${name}`,
+        `"labels" names must be valid Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __), got ${JSON.stringify(name)}`,
+      )
     }
     if (OWN_LABELS.includes(name)) fail(RangeError, `labels.${name}`, `"labels.${name}" is a label the metrics set themselves; allowed: any other name`)
     if (typeof text !== 'string') fail(TypeError, `labels.${name}`, `"labels.${name}" must be a string, got ${describe(text)}`)
@@ -316,4 +338,3 @@ function resolveLabels(value: unknown): Labels {
   }
   return labels
 }
-

@@ -259,7 +259,7 @@ describe('registerKeepAliveMetrics', () => {
     )
     expect(registry.getMetricsAsArray()).toHaveLength(9)
     const other = new Registry()
-    other.registerMetric(new Gauge({ name: 'keepalive_draining', help: 'the application\'s own', registers: [] }))
+    other.registerMetric(new Gauge({ name: 'keepalive_draining', help: "the application's own", registers: [] }))
     expect(() => registerKeepAliveMetrics(controller, { registry: other })).toThrow(
       'keepalive: a metric named "keepalive_draining" is already registered; unregister the previous one or pass another "prefix"',
     )
@@ -335,7 +335,10 @@ describe('registerKeepAliveMetrics', () => {
     const registry = api.registry
     const first = registerKeepAliveMetrics(api.controller, { registry, labels: { server: 'api' } })
     const second = registerKeepAliveMetrics(admin.controller, { registry, labels: { server: 'admin' } })
-    cleanups.push(() => first.unregister(), () => second.unregister())
+    cleanups.push(
+      () => first.unregister(),
+      () => second.unregister(),
+    )
     await get(api.url, api.agent)
     let samples = await scrape(registry)
     expect(samples.get('keepalive_timeout_seconds{server="api"}')).toBe(7)
@@ -352,7 +355,8 @@ describe('registerKeepAliveMetrics', () => {
       expect.objectContaining({
         name: 'TypeError',
         option: 'labels',
-        message: 'keepalive: "labels" must have the names of the controller already registered as "keepalive_connections" (server), got app; or pass another "prefix"',
+        message:
+          'keepalive: "labels" must have the names of the controller already registered as "keepalive_connections" (server), got app; or pass another "prefix"',
       }),
     )
 
@@ -380,8 +384,16 @@ describe('registerKeepAliveMetrics', () => {
       [{ registry, durationBuckets: [0.1, Infinity] }, RangeError, 'keepalive: "durationBuckets[1]" must be finite, got Infinity'],
       [{ registry, durationBuckets: [-1] }, RangeError, 'keepalive: "durationBuckets[0]" must be at least 0 and at most 2147482 seconds, got -1'],
       [{ registry, labels: 'api' }, TypeError, 'keepalive: "labels" must be an object of label names to string values, got "api" (string)'],
-      [{ registry, labels: { 'app-name': 'x' } }, RangeError, 'keepalive: "labels" names must be valid Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __), got "app-name"'],
-      [{ registry, labels: { __name: 'x' } }, RangeError, 'keepalive: "labels" names must be valid Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __), got "__name"'],
+      [
+        { registry, labels: { 'app-name': 'x' } },
+        RangeError,
+        'keepalive: "labels" names must be valid Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __), got "app-name"',
+      ],
+      [
+        { registry, labels: { __name: 'x' } },
+        RangeError,
+        'keepalive: "labels" names must be valid Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __), got "__name"',
+      ],
       [{ registry, labels: { reason: 'x' } }, RangeError, 'keepalive: "labels.reason" is a label the metrics set themselves; allowed: any other name'],
       [{ registry, labels: { server: 1 } }, TypeError, 'keepalive: "labels.server" must be a string, got 1'],
       ['keepalive_', TypeError, 'keepalive: metrics options must be an object, got "keepalive_" (string)'],
@@ -400,7 +412,7 @@ describe('registerKeepAliveMetrics', () => {
     expect(registry.getMetricsAsArray()).toHaveLength(0)
   })
 
-  it('registers on prom-client\'s global registry when none is given', async () => {
+  it("registers on prom-client's global registry when none is given", async () => {
     const { register } = await import('prom-client')
     const { controller } = await start()
     const metrics = registerKeepAliveMetrics(controller)
