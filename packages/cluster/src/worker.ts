@@ -1,6 +1,7 @@
 // joinCluster(): the worker's side: report listening, answer stats and metrics, drain on command or signal.
 import cluster from 'node:cluster'
 import { tracingChannel } from 'node:diagnostics_channel'
+import { performance } from 'node:perf_hooks'
 import type { ShutdownReport } from '@keepalive/core'
 import { CLUSTER_ENV, isOurs, type FromWorker } from './messages.js'
 import { resolveJoinOptions } from './options.js'
@@ -11,6 +12,10 @@ const PM2_KILL_TIMEOUT_MS = 1600
 /** Left between the end of the drain and PM2's SIGKILL, for the report and the exit. */
 const PM2_MARGIN_S = 0.5
 const DEFAULT_TIMEOUT_S = 10
+/** The longest a drained worker waits for its primary to confirm it routes it no more connections. */
+const DETACH_TIMEOUT_MS = 1000
+/** Left for the exit itself after that wait, before PM2's SIGKILL. */
+const PM2_EXIT_MS = 100
 
 /** Node publishes every `server.listen()` here (lib/net.js), in cluster workers too. */
 const LISTEN_CHANNEL = 'net.server.listen'
@@ -113,14 +118,47 @@ export function joinCluster(controller: ClusterController, options?: Readonly<Jo
   // ---- drain -----------------------------------------------------------------------------------
   function drain(timeout: number = signalTimeout): Promise<ShutdownReport> {
     draining ??= (async () => {
+      const started = performance.now()
       const report = await controller.shutdown({ timeout })
       if (mode === 'cluster') await send({ keepalive: 'drained', report })
       leave()
       await o.beforeExit?.(report)
-      if (o.exit) process.exit(report.forced > 0 ? 1 : 0)
+      if (o.exit) {
+        // PM2 sends SIGKILL kill_timeout after its SIGINT: the wait ends before that.
+        const left = mode === 'pm2' ? pm2KillTimeoutMs(process.env) - PM2_EXIT_MS - (performance.now() - started) : DETACH_TIMEOUT_MS
+        await detach(Math.min(DETACH_TIMEOUT_MS, left))
+        process.exit(report.forced > 0 ? 1 : 0)
+      }
       return report
     })()
     return draining
+  }
+
+  /**
+   * Waits, up to `ms`, until the primary has taken this worker out of its round robin. The server's
+   * close() only tells the primary so, and the primary may hand over one more connection before it
+   * reads that (it does so right after the worker acknowledged the previous one). A worker that is
+   * still running sends such a connection back and the primary gives it to another worker; one that
+   * has exited never answers, and the primary holds the connection unanswered for good. The primary
+   * reads a worker's messages in order and answers `disconnect()`'s only after the close, so once
+   * the IPC channel is disconnected every connection sent to this worker has been sent back.
+   */
+  function detach(ms: number): Promise<void> {
+    const worker = cluster.worker
+    if (ms <= 0 || !cluster.isWorker || worker === undefined || !worker.isConnected()) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      worker.once('disconnect', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+      try {
+        worker.disconnect()
+      } catch {
+        clearTimeout(timer)
+        resolve() // the channel closed meanwhile: the primary is gone, or has let go of this worker
+      }
+    })
   }
 
   function onSignal(): void {
