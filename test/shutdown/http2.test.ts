@@ -1,6 +1,7 @@
 import { once } from 'node:events'
+import { performance } from 'node:perf_hooks'
 import http2, { type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2'
-import { createKeepAlive, type KeepAliveController } from '@keepalive/core'
+import { createKeepAlive, type KeepAliveController, type ShutdownReport } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
 import { useResources } from '../helpers/resources.js'
 import { fixture } from '../helpers/tls.js'
@@ -123,5 +124,23 @@ describe('shutdown() of an HTTP/2 server', () => {
     expect(report).toMatchObject({ closedIdle: 0, completed: 0, forced: 1 })
     expect(report.elapsed).toBeGreaterThanOrEqual(0.25)
     expect(report.elapsed).toBeLessThan(2)
+  })
+
+  it('sends GOAWAY to a session whose TLS handshake completes after the drain began', async () => {
+    const { ka, server, url } = await start()
+    let report: Promise<ShutdownReport> | null = null
+    // The TCP connection is accepted, its TLS handshake not done yet: the drain starts now.
+    server.once('connection', () => {
+      report = ka.shutdown({ timeout: 5 })
+    })
+    const session = http2.connect(url, { ca: fixture.cert })
+    resources.add(session, (s) => s.destroy())
+    const begun = performance.now()
+    await once(session, 'goaway')
+    // At once: not left for the deadline (5 s), when the session would be destroyed.
+    expect(performance.now() - begun).toBeLessThan(2000)
+    await once(session, 'close')
+    expect(report).not.toBeNull()
+    expect(await report!).toMatchObject({ forced: 0 })
   })
 })
