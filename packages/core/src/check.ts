@@ -1,4 +1,7 @@
-// The option-checking kit: one way to check, describe and reject a value, shared by every package's options.
+// The kit the packages share (internal, as @keepalive/core/check): one way to check, describe and
+// reject an option value, and what both metrics exporters name and bucket alike.
+
+import type { CloseReason } from './types.js'
 
 /** Node's timers hold at most 2^31 - 1 ms; a longer duration in seconds would fire at once. */
 export const MAX_SECONDS = Math.floor(0x7fffffff / 1000) - 1
@@ -124,3 +127,21 @@ export function buckets(name: string, value: unknown, fallback: readonly number[
   }
   return [...(value as number[])]
 }
+
+/** Close reasons as metric label and attribute values: snake_case, as Prometheus and OpenTelemetry both write them. */
+export const SNAKE_CASE_REASONS: Readonly<Record<CloseReason, string>> = Object.freeze({
+  client: 'client',
+  idleTimeout: 'idle_timeout',
+  maxRequests: 'max_requests',
+  maxAge: 'max_age',
+  shed: 'shed',
+  evicted: 'evicted',
+  perIp: 'per_ip',
+  drain: 'drain',
+  forced: 'forced',
+})
+
+/** Default buckets of the requests-per-connection histograms. */
+export const REQUESTS_BUCKETS: readonly number[] = Object.freeze([0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000])
+/** Default buckets of the connection-duration histograms, in seconds: from a request's round trip to the hour a long-lived keep-alive connection may last. */
+export const DURATION_BUCKETS: readonly number[] = Object.freeze([0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600])

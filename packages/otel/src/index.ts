@@ -1,6 +1,6 @@
 import { metrics, type Attributes, type BatchObservableResult, type MeterProvider, type Observable } from '@opentelemetry/api'
 import { CLOSE_REASONS, type CloseEvent, type CloseReason, type KeepAliveController } from '@keepalive/core'
-import { buckets, checkKeys, describe, fail, isPlainObject } from '@keepalive/core/check'
+import { buckets, checkKeys, describe, DURATION_BUCKETS, fail, isPlainObject, REQUESTS_BUCKETS, SNAKE_CASE_REASONS } from '@keepalive/core/check'
 import { SCOPE_NAME, SCOPE_VERSION } from './version.js'
 
 /** The parts of a controller the instruments read; an adapter's middleware or `fastify.keepAlive` works too. */
@@ -29,25 +29,13 @@ export interface KeepAliveInstruments {
 }
 
 /** The `keepalive.close.reason` attribute values: snake_case, as semantic-convention enum values are. */
-export const CLOSE_REASON_VALUES: Readonly<Record<CloseReason, string>> = Object.freeze({
-  client: 'client',
-  idleTimeout: 'idle_timeout',
-  maxRequests: 'max_requests',
-  maxAge: 'max_age',
-  shed: 'shed',
-  evicted: 'evicted',
-  perIp: 'per_ip',
-  drain: 'drain',
-  forced: 'forced',
-})
+export const CLOSE_REASON_VALUES: Readonly<Record<CloseReason, string>> = SNAKE_CASE_REASONS
 
 /** The package's meter scope: name and version, for `MeterProvider.getMeter()`. */
 export { SCOPE_NAME, SCOPE_VERSION }
 
-const DEFAULT_BUCKETS: readonly number[] = [0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
-// Kestrel's kestrel.connection.duration advice runs 10 ms to 5 min; keep-alive connections recycled
-// by maxAge or a load balancer live up to an hour.
-const DEFAULT_DURATION_BUCKETS: readonly number[] = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
+const DEFAULT_BUCKETS = REQUESTS_BUCKETS
+const DEFAULT_DURATION_BUCKETS = DURATION_BUCKETS
 const OPTION_KEYS = ['meterProvider', 'prefix', 'attributes', 'buckets', 'durationBuckets']
 /** Attribute names: the semantic conventions' own where one exists. */
 const STATE = 'http.connection.state'

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
 import { CLOSE_REASONS, type CloseEvent, type CloseReason, type KeepAliveController, type KeepAliveStats } from '@keepalive/core'
-import { buckets, checkKeys, describe, fail, isPlainObject } from '@keepalive/core/check'
+import { buckets, checkKeys, describe, DURATION_BUCKETS, fail, isPlainObject, REQUESTS_BUCKETS, SNAKE_CASE_REASONS } from '@keepalive/core/check'
 
 /** The parts of a controller the exporter reads; an adapter's middleware or `fastify.keepAlive` works too. */
 export type MetricsSource = Pick<KeepAliveController, 'stats' | 'on' | 'off'>
@@ -28,21 +28,10 @@ export interface KeepAliveMetrics {
 }
 
 /** Close reasons as label values: snake_case, as Prometheus label values usually are. */
-export const REASON_LABELS: Readonly<Record<CloseReason, string>> = Object.freeze({
-  client: 'client',
-  idleTimeout: 'idle_timeout',
-  maxRequests: 'max_requests',
-  maxAge: 'max_age',
-  shed: 'shed',
-  evicted: 'evicted',
-  perIp: 'per_ip',
-  drain: 'drain',
-  forced: 'forced',
-})
+export const REASON_LABELS: Readonly<Record<CloseReason, string>> = SNAKE_CASE_REASONS
 
-const DEFAULT_BUCKETS: readonly number[] = [0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
-// From a request's round trip to the hour a long-lived keep-alive connection may last (maxAge, LB pools).
-const DEFAULT_DURATION_BUCKETS: readonly number[] = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
+const DEFAULT_BUCKETS = REQUESTS_BUCKETS
+const DEFAULT_DURATION_BUCKETS = DURATION_BUCKETS
 const OPTION_KEYS = ['registry', 'prefix', 'labels', 'buckets', 'durationBuckets']
 // Prometheus data model: metric names match [a-zA-Z_:][a-zA-Z0-9_:]*, label names [a-zA-Z_][a-zA-Z0-9_]*
 // with names starting "__" reserved; ours are state, reason and the histograms' le.
