@@ -94,27 +94,4 @@ describe.skipIf(unavailable !== null)('rolling restart behind nginx (examples/ng
     expect(naive.s502, details).toBeGreaterThan(0)
     expect(naive.failedPost, details).toBeGreaterThan(0)
   }, 240_000)
-
-  it('10 rolling restarts under POST-heavy load: nginx logs no reset and no request is lost', async () => {
-    const { results, stderr } = await scenario(['--quick', '--mode', 'keepalive', '--rounds', '5', '--concurrency', '12', '--post-share', '0.8'])
-    const keepalive = results.find((r) => r.mode === 'keepalive')!
-    const details = `\n${stderr}\n${JSON.stringify(keepalive, null, 2)}`
-    console.log(
-      `keepalive, 10 restarts, 80 % POST: ${keepalive.requests} requests, ${keepalive.s502} × 502, ${keepalive.resets} resets in nginx's error log, ` +
-        `accept queue at each close: ${keepalive.restarts.map((r) => r.acceptQueue).join(' ')}`,
-    )
-    expect(
-      keepalive.restarts.map((r) => `${r.backend}:${r.exit}`),
-      details,
-    ).toEqual(['a:0', 'b:0', 'a:0', 'b:0', 'a:0', 'b:0', 'a:0', 'b:0', 'a:0', 'b:0'])
-    expect(keepalive.requests, details).toBeGreaterThan(2000)
-    // POSTs really are most of the load, so a request dropped after nginx sent it shows as a 502.
-    expect(keepalive.posts / keepalive.requests, details).toBeGreaterThan(0.75)
-    expect({ resets: keepalive.resets, s502: keepalive.s502, failed: keepalive.failed, errors: keepalive.errors }, details).toEqual({
-      resets: 0,
-      s502: 0,
-      failed: 0,
-      errors: 0,
-    })
-  }, 240_000)
 })
