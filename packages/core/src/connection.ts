@@ -60,7 +60,11 @@ export class Connection implements HeadersListener, FirstMessageListener {
   finished = 0
   /** When the connection last had nothing in flight (whole ms, see `now()`). */
   idleSince: number
-  /** When a request last started or a response last ended: the backstop's clock. */
+  /**
+   * When a response last ended (or, for HTTP/2, a stream last started): the backstop's clock. An
+   * HTTP/1 request start does not read the clock: while it runs, Node has a request begun or a
+   * response pending on the socket, and the backstop leaves such a socket alone (§6).
+   */
   touchedAt: number
   /** How long it may stay idle: what the last keep-alive response promised, plus grace. */
   idleMs: number
@@ -139,9 +143,9 @@ export class Connection implements HeadersListener, FirstMessageListener {
     this.idleMs = idleMs
   }
 
-  /** A request started (HTTP/1 request or HTTP/2 stream). */
-  requestStarted(time: number): void {
-    this.touchedAt = time
+  /** A request started (HTTP/1 request or HTTP/2 stream); `time` moves the backstop's clock. */
+  requestStarted(time?: number): void {
+    if (time !== undefined) this.touchedAt = time
     if (this.started++ === this.finished) this.owner.busy(this, true)
     if (this.waiting) {
       this.owner.idle(this, false)

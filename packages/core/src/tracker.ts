@@ -150,9 +150,12 @@ export class Tracker implements ConnectionOwner {
     return this.decider.longestIdleMs
   }
 
-  /** A request started on a tracked connection (numbered for `max=`, its headers hooked). */
+  /**
+   * A request started on a tracked connection (numbered for `max=`, its headers hooked). No clock
+   * read: the per-request path reads it once, as the response ends (docs/architecture.md §6, §9).
+   */
   requestStarted(conn: Connection, res: ServerResponse): void {
-    conn.requestStarted(now())
+    conn.requestStarted()
     numberResponse(res, conn.started)
     hookHeaders(res)
   }
