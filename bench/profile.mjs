@@ -1,7 +1,10 @@
-// `node bench/profile.mjs [node|express|koa|fastify] [seconds] [options JSON, "Infinity" allowed]`: CPU-profiles one framework's
-// hello-world server (node --cpu-prof) under wrk load, bare and with keepalive, and prints where
-// the time goes: the top functions by self time, and the share spent in keepalive's own code and
-// in the Node.js functions only keepalive calls per request. Profiles are kept in bench/.out/profiles.
+// `node bench/profile.mjs [node|express|koa|fastify] [seconds] [options JSON, "Infinity" allowed] [bare server JSON]`:
+// CPU-profiles one framework's hello-world server (node --cpu-prof) under wrk load, bare and with
+// keepalive, and prints where the time goes: the top functions by self time, and the share spent in
+// keepalive's own code and in the Node.js functions only keepalive calls per request. Shares are of
+// the busy samples (the `(idle)` ones left out), so they read as a share of the server's CPU time.
+// The bare server's JSON sets what it does alike, e.g. '{"maxRequestsPerSocket":1000}' to recycle as
+// often as keepalive's default `max`. Profiles are kept in bench/.out/profiles.
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { benchDir, createLoadGenerator, fmtNum, pinning, printTable, startChild, configArg } from './lib/util.mjs'
@@ -9,6 +12,7 @@ import { benchDir, createLoadGenerator, fmtNum, pinning, printTable, startChild,
 const framework = process.argv[2] ?? 'node'
 const seconds = Number(process.argv[3] ?? 10)
 const options = JSON.parse(process.argv[4] ?? '{}', (_, v) => (v === 'Infinity' ? Infinity : v))
+const bareConfig = JSON.parse(process.argv[5] ?? '{}')
 const dir = join(benchDir, '.out', 'profiles')
 mkdirSync(dir, { recursive: true })
 const load = createLoadGenerator({ quick: false })
@@ -19,10 +23,12 @@ function selfTimes(file) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
   const counts = new Map()
   for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1)
-  const total = profile.samples.length
+  let total = 0
   const functions = new Map()
   for (const [id, count] of counts) {
     const { callFrame } = byId.get(id)
+    if (callFrame.functionName === '(idle)') continue
+    total += count
     const where = callFrame.url.replace(/^file:\/\//, '').replace(/^.*\/node_modules\/(\.pnpm\/[^/]+\/node_modules\/)?/, '')
     const key = `${callFrame.functionName || '(anonymous)'} ${where ? `${where.split('/').slice(-3).join('/')}:${callFrame.lineNumber + 1}` : ''}`.trim()
     functions.set(key, (functions.get(key) ?? 0) + count)
@@ -33,7 +39,7 @@ function selfTimes(file) {
 async function profileOne(variant) {
   const prefix = `${framework}-${variant}`
   for (const f of readdirSync(dir)) if (f.startsWith(prefix)) rmSync(join(dir, f))
-  const config = { framework, keepalive: variant === 'keepalive' ? options : null }
+  const config = variant === 'keepalive' ? { framework, keepalive: options } : { framework, keepalive: null, ...bareConfig }
   const server = await startChild('server.mjs', [configArg(config)], {
     cpu: pinning()?.server ?? null,
     execArgv: ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${prefix}.cpuprofile`],
@@ -52,7 +58,7 @@ for (const variant of ['bare', 'keepalive']) profiles[variant] = await profileOn
 for (const [variant, p] of Object.entries(profiles)) {
   const top = [...p.functions].sort((a, b) => b[1] - a[1]).slice(0, 20)
   printTable(
-    `${framework} ${variant}: ${fmtNum(p.result.rps, 0)} req/s under profiling; top self time (${p.total} samples)`,
+    `${framework} ${variant}: ${fmtNum(p.result.rps, 0)} req/s under profiling; top self time (${p.total} busy samples)`,
     ['function', 'self %'],
     top.map(([name, n]) => [name.slice(0, 100), fmtNum((n / p.total) * 100, 2)]),
   )
