@@ -93,7 +93,7 @@ function burn(ms: number): void {
   }
 }
 
-/** Linear scaling of DESIGN.md: configured value up to `from`, floor at load 1. */
+/** The linear scaling of docs/architecture.md §8: configured value up to `from`, floor at load 1. */
 const scaled = (high: number, low: number, load: number, from: number): number => (load <= from ? high : high - ((high - low) * (load - from)) / (1 - from))
 
 interface Started extends StartedServer {

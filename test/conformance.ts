@@ -1,6 +1,6 @@
 /**
- * The wire behaviour every target must show, written once (DESIGN.md: options, `max=` counting,
- * the per-response decision, stats()). Each `conformance.<target>.test.ts` runs it against one harness.
+ * The wire behaviour every target must show, written once (the README's options, `max=` counting and
+ * `stats()`, and the per-response decision of docs/architecture.md §4). Each `conformance.<target>.test.ts` runs it against one harness.
  */
 import http from 'node:http'
 import type { CloseReason, KeepAliveOptions } from '@keepalive/core'

@@ -1,7 +1,7 @@
 /**
  * The ways an application hands its headers to Node, on raw node:http: every one must get the
  * policy's headers exactly once, with the application's own `Connection` / `Keep-Alive` honoured
- * as DESIGN.md rules 3 to 5 say, whether they sit in the header store or in writeHead()'s argument.
+ * as docs/architecture.md §4 rules 3 to 5 say, whether they sit in the header store or in writeHead()'s argument.
  */
 import http from 'node:http'
 import type { KeepAliveOptions } from '@keepalive/core'

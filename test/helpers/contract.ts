@@ -1,6 +1,6 @@
 import type { KeepAliveStats } from '@keepalive/core'
 
-/** stats() of a controller with the default options that has served nothing: DESIGN.md's fixed shape. */
+/** stats() of a controller with the default options that has served nothing: the fixed shape the README documents. */
 export const FRESH_STATS: KeepAliveStats = Object.freeze({
   connections: { open: 0, active: 0, idle: 0 },
   requests: 0,
