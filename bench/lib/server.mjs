@@ -157,6 +157,12 @@ if (config.framework === 'node') {
   throw new Error(`unknown framework ${config.framework}`)
 }
 const server = built.server
+// Connections accepted so far: how often the load generator had to reconnect (every variant counts
+// them the same way, so the listener costs each side alike).
+let accepted = 0
+server.on('connection', () => {
+  accepted++
+})
 if (config.maxConnections !== undefined) server.maxConnections = config.maxConnections
 if (config.keepAliveTimeoutMs !== undefined && controller === null) server.keepAliveTimeout = config.keepAliveTimeoutMs
 if (config.maxRequestsPerSocket !== undefined && controller === null) server.maxRequestsPerSocket = config.maxRequestsPerSocket
@@ -279,6 +285,7 @@ serveCommands(
       const { user, system } = process.cpuUsage()
       return user + system
     },
+    accepted: () => accepted,
     connections: () => new Promise((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n)))),
     awaitInflight: ({ n }) => (inflight >= n ? null : new Promise((resolve) => inflightWaiters.push({ n, resolve }))),
     shutdown,

@@ -21,10 +21,12 @@ export const COMPARISONS = [
 
 /** One measured run: req/s, requests and the server's CPU µs over the run. */
 async function measure(ctx, server, connections, seconds) {
+  const acceptedBefore = await server.call('accepted')
   const before = await server.call('cpu')
   const load = await ctx.load.run({ url: `http://127.0.0.1:${server.info.port}/`, connections, seconds })
   const after = await server.call('cpu')
-  return { rps: load.rps, requests: load.requests, cpuUs: after - before, errors: load.errors + load.non2xx }
+  const accepted = (await server.call('accepted')) - acceptedBefore
+  return { rps: load.rps, requests: load.requests, cpuUs: after - before, accepted, errors: load.errors + load.non2xx }
 }
 
 /** ABBA pairs of one comparison; returns each pair's totals per side. */
@@ -45,6 +47,7 @@ export async function abbaPairs(ctx, framework, comparison, { pairs, seconds, wa
         rps: rs.reduce((sum, r) => sum + r.rps, 0) / rs.length,
         requests: rs.reduce((sum, r) => sum + r.requests, 0),
         cpuUs: rs.reduce((sum, r) => sum + r.cpuUs, 0),
+        accepted: rs.reduce((sum, r) => sum + r.accepted, 0),
         errors: rs.reduce((sum, r) => sum + r.errors, 0),
       })
       results.push({ a: total(runs.a), b: total(runs.b) })
@@ -57,6 +60,7 @@ export async function abbaPairs(ctx, framework, comparison, { pairs, seconds, wa
 }
 
 const cpuPerRequest = (side) => side.cpuUs / side.requests
+const perThousand = (share) => (share * 1000).toFixed(2)
 const range = (ratios) =>
   `${fmtPct((median(ratios) - 1) * 100, 2)} (${fmtPct((Math.min(...ratios) - 1) * 100, 1)} … ${fmtPct((Math.max(...ratios) - 1) * 100, 1)})`
 
@@ -84,6 +88,7 @@ export async function run(ctx) {
         range(cpuRatios),
         `${fmtInt(median(measured.map((p) => p.a.rps)))} / ${fmtInt(median(measured.map((p) => p.b.rps)))}`,
         range(rpsRatios),
+        `${perThousand(median(measured.map((p) => p.a.accepted / p.a.requests)))} / ${perThousand(median(measured.map((p) => p.b.accepted / p.b.requests)))}`,
         String(measured.reduce((sum, p) => sum + p.a.errors + p.b.errors, 0)),
       ])
     }
@@ -98,6 +103,7 @@ export async function run(ctx) {
       'CPU/req change: median (pair range)',
       'req/s A / B',
       'req/s change: median (pair range)',
+      'new connections per 1000 requests A / B',
       'errors',
     ],
     rows,
