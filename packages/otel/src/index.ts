@@ -1,6 +1,6 @@
 import { metrics, type Attributes, type BatchObservableResult, type MeterProvider, type Observable } from '@opentelemetry/api'
 import { CLOSE_REASONS, type CloseEvent, type CloseReason, type KeepAliveController } from '@keepalive/core'
-import { buckets, checkKeys, describe, DURATION_BUCKETS, fail, isPlainObject, REQUESTS_BUCKETS, SNAKE_CASE_REASONS } from '@keepalive/core/check'
+import { checkKeys, describe, fail, histogramBuckets, isPlainObject, namePrefix, objectWith, SNAKE_CASE_REASONS } from '@keepalive/core/check'
 import { SCOPE_NAME, SCOPE_VERSION } from './version.js'
 
 /** The parts of a controller the instruments read; an adapter's middleware or `fastify.keepAlive` works too. */
@@ -34,8 +34,6 @@ export const CLOSE_REASON_VALUES: Readonly<Record<CloseReason, string>> = SNAKE_
 /** The package's meter scope: name and version, for `MeterProvider.getMeter()`. */
 export { SCOPE_NAME, SCOPE_VERSION }
 
-const DEFAULT_BUCKETS = REQUESTS_BUCKETS
-const DEFAULT_DURATION_BUCKETS = DURATION_BUCKETS
 const OPTION_KEYS = ['meterProvider', 'prefix', 'attributes', 'buckets', 'durationBuckets']
 /** Attribute names: the semantic conventions' own where one exists. */
 const STATE = 'http.connection.state'
@@ -178,21 +176,12 @@ function resolveInstrumentsOptions(options: unknown): ResolvedInstrumentsOptions
     )
   }
   checkKeys(options, OPTION_KEYS, '')
-  const meterProvider = options.meterProvider ?? metrics.getMeterProvider()
-  if (typeof meterProvider !== 'object' || meterProvider === null || typeof (meterProvider as MeterProvider).getMeter !== 'function') {
-    fail(TypeError, 'meterProvider', `"meterProvider" must be an OpenTelemetry MeterProvider (with getMeter()), got ${describe(meterProvider)}`)
-  }
-  const prefix = options.prefix ?? 'keepalive.'
-  if (typeof prefix !== 'string') fail(TypeError, 'prefix', `"prefix" must be a string, got ${describe(prefix)}`)
-  if (prefix !== '' && !NAME.test(prefix)) {
-    fail(RangeError, 'prefix', `"prefix" must start a valid instrument name (a letter, then letters, digits, _ . - /), got ${JSON.stringify(prefix)}`)
-  }
+  const provider = options.meterProvider ?? metrics.getMeterProvider()
   return {
-    meterProvider: meterProvider as MeterProvider,
-    prefix,
+    meterProvider: objectWith<MeterProvider>('meterProvider', provider, 'getMeter', 'an OpenTelemetry MeterProvider (with getMeter())'),
+    prefix: namePrefix('prefix', options.prefix, 'keepalive.', NAME, 'instrument name (a letter, then letters, digits, _ . - /)'),
     attributes: resolveAttributes(options.attributes),
-    buckets: buckets('buckets', options.buckets, DEFAULT_BUCKETS, 'count'),
-    durationBuckets: buckets('durationBuckets', options.durationBuckets, DEFAULT_DURATION_BUCKETS, 'seconds'),
+    ...histogramBuckets(options),
   }
 }
 

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
 import { CLOSE_REASONS, type CloseEvent, type CloseReason, type KeepAliveController, type KeepAliveStats } from '@keepalive/core'
-import { buckets, checkKeys, describe, DURATION_BUCKETS, fail, isPlainObject, REQUESTS_BUCKETS, SNAKE_CASE_REASONS } from '@keepalive/core/check'
+import { checkKeys, describe, fail, histogramBuckets, isPlainObject, namePrefix, objectWith, SNAKE_CASE_REASONS } from '@keepalive/core/check'
 
 /** The parts of a controller the exporter reads; an adapter's middleware or `fastify.keepAlive` works too. */
 export type MetricsSource = Pick<KeepAliveController, 'stats' | 'on' | 'off'>
@@ -30,8 +30,6 @@ export interface KeepAliveMetrics {
 /** Close reasons as label values: snake_case, as Prometheus label values usually are. */
 export const REASON_LABELS: Readonly<Record<CloseReason, string>> = SNAKE_CASE_REASONS
 
-const DEFAULT_BUCKETS = REQUESTS_BUCKETS
-const DEFAULT_DURATION_BUCKETS = DURATION_BUCKETS
 const OPTION_KEYS = ['registry', 'prefix', 'labels', 'buckets', 'durationBuckets']
 // Prometheus data model: metric names match [a-zA-Z_:][a-zA-Z0-9_:]*, label names [a-zA-Z_][a-zA-Z0-9_]*
 // with names starting "__" reserved; ours are state, reason and the histograms' le.
@@ -291,21 +289,11 @@ function resolveMetricsOptions(options: unknown): ResolvedMetricsOptions {
   if (options === undefined) options = {}
   if (!isPlainObject(options)) fail(TypeError, '', `metrics options must be an object, got ${describe(options)}`)
   checkKeys(options, OPTION_KEYS, '')
-  const registry = options.registry ?? globalRegistry
-  if (typeof registry !== 'object' || registry === null || typeof (registry as Registry).registerMetric !== 'function') {
-    fail(TypeError, 'registry', `"registry" must be a prom-client Registry, got ${describe(registry)}`)
-  }
-  const prefix = options.prefix ?? 'keepalive_'
-  if (typeof prefix !== 'string') fail(TypeError, 'prefix', `"prefix" must be a string, got ${describe(prefix)}`)
-  if (prefix !== '' && !NAME.test(prefix)) {
-    fail(RangeError, 'prefix', `"prefix" must start a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), got ${JSON.stringify(prefix)}`)
-  }
   return {
-    registry: registry as Registry,
-    prefix,
+    registry: objectWith<Registry>('registry', options.registry ?? globalRegistry, 'registerMetric', 'a prom-client Registry'),
+    prefix: namePrefix('prefix', options.prefix, 'keepalive_', NAME, 'Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)'),
     labels: resolveLabels(options.labels),
-    buckets: buckets('buckets', options.buckets, DEFAULT_BUCKETS, 'count'),
-    durationBuckets: buckets('durationBuckets', options.durationBuckets, DEFAULT_DURATION_BUCKETS, 'seconds'),
+    ...histogramBuckets(options),
   }
 }
 
