@@ -196,69 +196,44 @@ function createMetrics(
   // Each scrape rebuilds the series from the members' stats (reset first), so a controller that
   // unregistered leaves no stale series, and counters, set from the controller's own totals, never
   // count twice nor drift from stats().
-  function gauge(name: string, help: string, read: (stats: KeepAliveStats) => number): Gauge {
-    return new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [],
-      collect() {
-        this.reset()
-        for (const member of members()) this.set(member.labels, read(member.stats()))
-      },
-    })
+  function collect<M extends Gauge | Counter>(write: (metric: M, labels: Labels, stats: KeepAliveStats) => void): (this: M) => void {
+    return function (this: M): void {
+      this.reset()
+      for (const member of members()) write(this, member.labels, member.stats())
+    }
   }
+  /** What every metric of the family is configured with: no registry of its own (`joinFamily` registers it), the members' label names (and `label`). */
+  const config = (name: string, help: string, label?: string) => ({
+    name,
+    help,
+    labelNames: label === undefined ? labelNames : [...labelNames, label],
+    registers: [],
+  })
+  const gauge = (name: string, help: string, read: (stats: KeepAliveStats) => number): Gauge =>
+    new Gauge({ ...config(name, help), collect: collect<Gauge>((metric, labels, stats) => metric.set(labels, read(stats))) })
   return [
     new Gauge({
-      name: names.connections,
-      help: 'Open connections by state (active: serving a request, idle: kept alive between requests); their sum is all open connections.',
-      labelNames: [...labelNames, 'state'],
-      registers: [],
-      collect() {
-        this.reset()
-        for (const member of members()) {
-          const { connections } = member.stats()
-          this.set({ ...member.labels, state: 'active' }, connections.active)
-          this.set({ ...member.labels, state: 'idle' }, connections.idle)
-        }
-      },
+      ...config(
+        names.connections,
+        'Open connections by state (active: serving a request, idle: kept alive between requests); their sum is all open connections.',
+        'state',
+      ),
+      collect: collect<Gauge>((metric, labels, { connections }) => {
+        metric.set({ ...labels, state: 'active' }, connections.active)
+        metric.set({ ...labels, state: 'idle' }, connections.idle)
+      }),
     }),
+    new Counter({ ...config(names.requests, 'Responses finished.'), collect: collect<Counter>((metric, labels, stats) => metric.inc(labels, stats.requests)) }),
     new Counter({
-      name: names.requests,
-      help: 'Responses finished.',
-      labelNames,
-      registers: [],
-      collect() {
-        this.reset()
-        for (const member of members()) this.inc(member.labels, member.stats().requests)
-      },
+      ...config(names.closes, `Connections closed, by reason (${CLOSE_REASONS.map((reason) => REASON_LABELS[reason]).join(', ')}).`, 'reason'),
+      collect: collect<Counter>((metric, labels, { closes }) => {
+        for (const reason of CLOSE_REASONS) metric.inc({ ...labels, reason: REASON_LABELS[reason] }, closes[reason])
+      }),
     }),
-    new Counter({
-      name: names.closes,
-      help: `Connections closed, by reason (${CLOSE_REASONS.map((reason) => REASON_LABELS[reason]).join(', ')}).`,
-      labelNames: [...labelNames, 'reason'],
-      registers: [],
-      collect() {
-        this.reset()
-        for (const member of members()) {
-          const { closes } = member.stats()
-          for (const reason of CLOSE_REASONS) this.inc({ ...member.labels, reason: REASON_LABELS[reason] }, closes[reason])
-        }
-      },
-    }),
+    new Histogram({ ...config(names.requestsPerConnection, 'Requests a connection served, observed when it closed.'), buckets: [...buckets] }),
     new Histogram({
-      name: names.requestsPerConnection,
-      help: 'Requests a connection served, observed when it closed.',
-      labelNames,
-      buckets: [...buckets],
-      registers: [],
-    }),
-    new Histogram({
-      name: names.duration,
-      help: 'How long a connection was open, in seconds, observed when it closed, by close reason.',
-      labelNames: [...labelNames, 'reason'],
+      ...config(names.duration, 'How long a connection was open, in seconds, observed when it closed, by close reason.', 'reason'),
       buckets: [...durationBuckets],
-      registers: [],
     }),
     gauge(names.load, 'Current smoothed load factor, from 0 to 1.', (stats) => stats.load),
     gauge(names.timeout, 'Idle timeout currently advertised in Keep-Alive: timeout=, in seconds.', (stats) => stats.timeout),
