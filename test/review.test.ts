@@ -10,12 +10,31 @@ import { createKeepAlive, type KeepAliveController, type KeepAliveStats } from '
 import { describe, expect, it, vi } from 'vitest'
 import { useResources, type Handler } from './helpers/resources.js'
 import { fixture } from './helpers/tls.js'
-import { connect, connectionHeaders, expectCoherent, expectHeaders, rawRequest, type ConnectOptions, type RawClient } from './helpers/wire.js'
+import { connect, connectionHeaders, expectCoherent, expectHeaders, rawRequest, type ConnectOptions, type RawClient, type RawResponse } from './helpers/wire.js'
 
 const resources = useResources()
 
 async function open(port: number, options: ConnectOptions = {}): Promise<RawClient> {
   return resources.add(await connect(port, options), (c) => c.destroy())
+}
+
+/** A node:http server attached to `ka` that switches protocols on any upgrade, and a client it switched: no longer HTTP. */
+async function upgradedTunnel(ka: KeepAliveController): Promise<{ tunnel: RawClient; switched: RawResponse }> {
+  const server = http.createServer((_req, res) => res.end('ok'))
+  server.on('upgrade', (_req, socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n\r\n'))
+  ka.attach(server)
+  const tunnel = await open(await resources.listen(server))
+  tunnel.send(
+    rawRequest('/', {
+      headers: [
+        ['Connection', 'Upgrade'],
+        ['Upgrade', 'x-test'],
+      ],
+    }),
+  )
+  const switched = await tunnel.read()
+  expect(switched.status).toBe(101)
+  return { tunnel, switched }
 }
 
 /** Resolves with the value, or with 'timeout' after `ms`. */
@@ -232,21 +251,7 @@ describe('defects', () => {
     expect((await h1.request('/')).status).toBe(200)
 
     const ka = core.createKeepAlive({ timeout: 0.5, grace: 0.2 })
-    const server = http.createServer((_req, res) => res.end('ok'))
-    server.on('upgrade', (_req, socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n\r\n'))
-    ka.attach(server)
-    const port = await resources.listen(server)
-    const tunnel = await open(port)
-    tunnel.send(
-      rawRequest('/', {
-        headers: [
-          ['Connection', 'Upgrade'],
-          ['Upgrade', 'x-test'],
-        ],
-      }),
-    )
-    const switched = await tunnel.read()
-    expect(switched.status).toBe(101)
+    const { tunnel, switched } = await upgradedTunnel(ka)
     // Upgraded sockets are not HTTP any more: no idle timeout of ours applies (well past 0.7 s here).
     expect(await closedWithin(tunnel, switched.receivedAt, 2500)).toBe('timeout')
     expect(ka.stats().closes.idleTimeout).toBe(0)
@@ -397,21 +402,7 @@ describe('holds', () => {
 
   it('an upgraded socket is left alone by the idle sweep (no allowHTTP1 server involved)', async () => {
     const ka = createKeepAlive({ timeout: 0.5, grace: 0.2 })
-    const server = http.createServer((_req, res) => res.end('ok'))
-    server.on('upgrade', (_req, socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n\r\n'))
-    ka.attach(server)
-    const port = await resources.listen(server)
-    const tunnel = await open(port)
-    tunnel.send(
-      rawRequest('/', {
-        headers: [
-          ['Connection', 'Upgrade'],
-          ['Upgrade', 'x-test'],
-        ],
-      }),
-    )
-    const switched = await tunnel.read()
-    expect(switched.status).toBe(101)
+    const { tunnel, switched } = await upgradedTunnel(ka)
     expect(await closedWithin(tunnel, switched.receivedAt, 1500)).toBe('timeout')
     const report = await ka.shutdown({ timeout: 0.3 })
     // Left to the deadline, counted apart from forced: not a failure of the drain.
