@@ -6,26 +6,12 @@ import { once } from 'node:events'
 import http from 'node:http'
 import { constants } from 'node:os'
 import { performance } from 'node:perf_hooks'
-import { createKeepAlive, gracefulShutdown, type KeepAliveOptions } from '@keepalive/core'
+import { createKeepAlive, gracefulShutdown } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
 import { useResources } from './helpers/resources.js'
 import { connect, expectHeaders, header, rawRequest, type RawClient } from './helpers/wire.js'
 
 const resources = useResources()
-
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
-
-/** A server with a controller attached, answering through `handler` (default: 200 "ok"). */
-async function start(options: KeepAliveOptions, handler: Handler = (_req, res) => res.end('ok')) {
-  const ka = createKeepAlive(options)
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
-    handler(req, res)
-  })
-  ka.attach(server)
-  const port = await resources.listen(server)
-  return { ka, server, port }
-}
 
 async function open(port: number): Promise<RawClient> {
   return resources.add(await connect(port), (c) => c.destroy())
@@ -45,7 +31,7 @@ describe('bytes that are not a request', () => {
   // Regression: a bare CRLF sent after a keep-alive response marked the socket "request arriving"
   // for good; neither the idle sweep nor the drain closed it, and Node's headersTimeout never started.
   it('a bare CRLF while idle neither resets nor suspends the idle timeout (RFC 9112 §2.2)', async () => {
-    const { ka, port } = await start({ timeout: 1, grace: 0.2 })
+    const { controller: ka, port } = await resources.startServer({ timeout: 1, grace: 0.2 })
     const client = await open(port)
     const first = await client.request('/')
     expectHeaders(first, { connection: 'keep-alive', 'keep-alive': 'timeout=1, max=999' })
@@ -59,7 +45,7 @@ describe('bytes that are not a request', () => {
   })
 
   it('empty lines sent over and over cannot keep a socket open past its idle bound', async () => {
-    const { port } = await start({ timeout: 0.5, grace: 0.1 })
+    const { port } = await resources.startServer({ timeout: 0.5, grace: 0.1 })
     const client = await open(port)
     await client.request('/')
     const idleAt = performance.now()
@@ -70,7 +56,7 @@ describe('bytes that are not a request', () => {
   })
 
   it('the drain closes a socket that sent only empty lines once it is quiet, well before the deadline', async () => {
-    const { ka, port } = await start({ timeout: 30, drainQuiet: 0.1 })
+    const { controller: ka, port } = await resources.startServer({ timeout: 30, drainQuiet: 0.1 })
     const client = await open(port)
     await client.request('/')
     client.send('\r\n')
@@ -82,7 +68,7 @@ describe('bytes that are not a request', () => {
   })
 
   it('a request line begun while idle is left to Node, and answered once it is whole', async () => {
-    const { ka, port } = await start({ timeout: 0.3, grace: 0.1 })
+    const { controller: ka, port } = await resources.startServer({ timeout: 0.3, grace: 0.1 })
     const client = await open(port)
     await client.request('/')
     client.send('GET /late HT')
@@ -100,7 +86,7 @@ describe('what Node did corrects what was predicted', () => {
   // Regression (a): predicted to close (the Content-Length passed to writeHead was not seen), Node
   // kept it alive, and the socket was never idle-closed.
   it('HTTP/1.0 keep-alive with the application setting Connection: keep-alive and writeHead(200, { Content-Length })', async () => {
-    const { ka, port } = await start({ timeout: 1, grace: 0.1 }, (_req, res) => {
+    const { controller: ka, port } = await resources.startServer({ timeout: 1, grace: 0.1 }, (_req, res) => {
       res.setHeader('Connection', 'keep-alive')
       res.writeHead(200, { 'Content-Length': '2' })
       res.end('ok')
@@ -117,7 +103,7 @@ describe('what Node did corrects what was predicted', () => {
   // Regression (b): writeHead(status, undefined, headers) was not recognised, so with max: 1 the
   // decision said close while the application's Connection: keep-alive made Node keep the socket.
   it('writeHead(200, undefined, headers) with the application saying keep-alive, at max: 1', async () => {
-    const { ka, port } = await start({ max: 1 }, (_req, res) => {
+    const { controller: ka, port } = await resources.startServer({ max: 1 }, (_req, res) => {
       res.writeHead(200, undefined, { Connection: 'keep-alive', 'Content-Length': '2' })
       res.end('ok')
     })
@@ -130,7 +116,7 @@ describe('what Node did corrects what was predicted', () => {
   })
 
   it('the drain closes a connection whose predicted close Node did not carry out, and counts it', async () => {
-    const { ka, port } = await start({ timeout: 30, drainQuiet: 0.1 }, (_req, res) => {
+    const { controller: ka, port } = await resources.startServer({ timeout: 30, drainQuiet: 0.1 }, (_req, res) => {
       res.setHeader('Connection', 'keep-alive')
       res.writeHead(200, { 'Content-Length': '2' })
       res.end('ok')
@@ -143,7 +129,7 @@ describe('what Node did corrects what was predicted', () => {
   })
 
   it('a client that asked to close gets Connection: close and no Keep-Alive, whatever the application set', async () => {
-    const { port } = await start({}, (_req, res) => {
+    const { port } = await resources.startServer({}, (_req, res) => {
       res.setHeader('Connection', 'keep-alive')
       res.end('ok')
     })
@@ -154,7 +140,7 @@ describe('what Node did corrects what was predicted', () => {
   })
 
   it('reads a closing Connection value as Node does (token boundaries), so no Keep-Alive stands beside it', async () => {
-    const { ka, port } = await start({}, (_req, res) => {
+    const { controller: ka, port } = await resources.startServer({}, (_req, res) => {
       // Node ends the socket for any value with "close" between non-word characters.
       res.setHeader('Connection', 'x-close')
       res.end('ok')
@@ -172,7 +158,7 @@ describe('eviction over maxConnections', () => {
   // pooled client that sent its next request at that moment got ECONNRESET.
   it('never resets a request sent on the idle connection as a newcomer arrives', async () => {
     for (let round = 0; round < 5; round++) {
-      const { ka, port } = await start({ maxConnections: 1 })
+      const { controller: ka, port } = await resources.startServer({ maxConnections: 1 })
       const pooled = await open(port)
       await pooled.request('/')
       // The newcomer's handshake first, the pooled request right behind it: the server accepts the
@@ -191,7 +177,7 @@ describe('eviction over maxConnections', () => {
   })
 
   it('closes the connection that has been quiet longest, once it has been quiet for drainQuiet', async () => {
-    const { ka, port } = await start({ maxConnections: 2, drainQuiet: 0.05 })
+    const { controller: ka, port } = await resources.startServer({ maxConnections: 2, drainQuiet: 0.05 })
     const oldest = await open(port)
     await oldest.request('/')
     const younger = await open(port)
@@ -210,7 +196,7 @@ describe('eviction over maxConnections', () => {
     const held: http.ServerResponse[] = []
     let allHeld!: () => void
     const holding = new Promise<void>((resolve) => (allHeld = resolve))
-    const { ka, port } = await start({ maxConnections: 1, max: 2 }, (_req, res) => {
+    const { controller: ka, port } = await resources.startServer({ maxConnections: 1, max: 2 }, (_req, res) => {
       if (held.push(res) === 5) allHeld()
     })
     const a = await open(port)
@@ -279,14 +265,14 @@ describe('attach() at every moment', () => {
 
 describe('one controller per server', () => {
   it('a second attach() throws, naming the fix', async () => {
-    const { server } = await start({})
+    const { server } = await resources.startServer({})
     expect(() => createKeepAlive().attach(server)).toThrow(/already attached to another keepalive controller/)
   })
 
   // Regression: gracefulShutdown(server) without keepAlive created a second controller and the
   // middleware's options silently did nothing.
   it('gracefulShutdown without keepAlive drains the controller already attached', async () => {
-    const { ka, server, port } = await start({ timeout: 65 })
+    const { controller: ka, server, port } = await resources.startServer({ timeout: 65 })
     const graceful = resources.add(gracefulShutdown(server, { exit: false, signals: [], logger: () => {} }), (g) => g.dispose())
     const client = await open(port)
     expectHeaders(await client.request('/'), { 'keep-alive': 'timeout=65, max=999' })
@@ -341,7 +327,7 @@ describe('application wrappers around writeHead', () => {
 
 describe('gracefulShutdown signals', () => {
   it('removes its signal handlers once the shutdown has completed (exit: false)', async () => {
-    const { server, ka } = await start({})
+    const { server, controller: ka } = await resources.startServer({})
     const before = process.listenerCount('SIGTERM')
     const beforeInt = process.listenerCount('SIGINT')
     const graceful = gracefulShutdown(server, { keepAlive: ka, exit: false, logger: () => {} })
@@ -358,7 +344,7 @@ describe('gracefulShutdown signals', () => {
     [['SIGSTOP'], RangeError, 'keepalive: "signals" cannot include SIGSTOP: a process cannot catch it'],
     [[15], TypeError, 'keepalive: "signals" must hold signal names such as "SIGTERM", got 15'],
   ])('rejects signals %j at the call', async (signals, Kind, message) => {
-    const { server, ka } = await start({})
+    const { server, controller: ka } = await resources.startServer({})
     expect(Object.hasOwn(constants.signals, 'SIGTERM')).toBe(true)
     expect(() => gracefulShutdown(server, { keepAlive: ka, signals: signals as NodeJS.Signals[], exit: false })).toThrow(Kind)
     expect(() => gracefulShutdown(server, { keepAlive: ka, signals: signals as NodeJS.Signals[], exit: false })).toThrow(message)
@@ -367,7 +353,7 @@ describe('gracefulShutdown signals', () => {
 
 describe('listeners that throw', () => {
   it("a 'close' listener that throws breaks neither the sweep nor the request path; its error is reported", async () => {
-    const { ka, port } = await start({ timeout: 0.2, grace: 0.1 })
+    const { controller: ka, port } = await resources.startServer({ timeout: 0.2, grace: 0.1 })
     const errors: Error[] = []
     ka.on('error', (error) => errors.push(error))
     ka.on('close', () => {
@@ -388,7 +374,7 @@ describe('listeners that throw', () => {
 describe('behind a proxy with the adaptive policy', () => {
   // Regression: behind { idleTimeout: 60 } at load 0.9 advertised timeout=14.
   it('advertises a timeout above the proxy at high load, and lowers max= instead', async () => {
-    const { ka, port } = await start({ behind: { idleTimeout: 60 }, adaptive: { signal: () => 0.9, interval: 0.02 } })
+    const { controller: ka, port } = await resources.startServer({ behind: { idleTimeout: 60 }, adaptive: { signal: () => 0.9, interval: 0.02 } })
     await new Promise<void>((resolve) => {
       const onLoad = (load: number): void => {
         if (load < 0.85) return

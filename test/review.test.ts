@@ -6,32 +6,35 @@ import { once } from 'node:events'
 import http from 'node:http'
 import http2 from 'node:http2'
 import { performance } from 'node:perf_hooks'
-import { createKeepAlive, type KeepAliveController, type KeepAliveOptions, type KeepAliveStats } from '@keepalive/core'
+import { createKeepAlive, type KeepAliveController, type KeepAliveStats } from '@keepalive/core'
 import { describe, expect, it, vi } from 'vitest'
-import { useResources } from './helpers/resources.js'
+import { useResources, type Handler } from './helpers/resources.js'
 import { fixture } from './helpers/tls.js'
-import { connect, connectionHeaders, expectCoherent, expectHeaders, rawRequest, type ConnectOptions, type RawClient } from './helpers/wire.js'
+import { connect, connectionHeaders, expectCoherent, expectHeaders, rawRequest, type ConnectOptions, type RawClient, type RawResponse } from './helpers/wire.js'
 
 const resources = useResources()
 
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
-
-/** A server with a controller attached, answering through `handler` (default: 200 "ok"); counts accepted sockets. */
-async function start(options: KeepAliveOptions, handler: Handler = (_req, res) => res.end('ok')) {
-  const ka = createKeepAlive(options)
-  const server = http.createServer((req, res) => {
-    ka.handle(req, res)
-    handler(req, res)
-  })
-  ka.attach(server)
-  const accepted = { count: 0 }
-  server.on('connection', () => accepted.count++)
-  const port = await resources.listen(server)
-  return { ka, server, port, accepted }
-}
-
 async function open(port: number, options: ConnectOptions = {}): Promise<RawClient> {
   return resources.add(await connect(port, options), (c) => c.destroy())
+}
+
+/** A node:http server attached to `ka` that switches protocols on any upgrade, and a client it switched: no longer HTTP. */
+async function upgradedTunnel(ka: KeepAliveController): Promise<{ tunnel: RawClient; switched: RawResponse }> {
+  const server = http.createServer((_req, res) => res.end('ok'))
+  server.on('upgrade', (_req, socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n\r\n'))
+  ka.attach(server)
+  const tunnel = await open(await resources.listen(server))
+  tunnel.send(
+    rawRequest('/', {
+      headers: [
+        ['Connection', 'Upgrade'],
+        ['Upgrade', 'x-test'],
+      ],
+    }),
+  )
+  const switched = await tunnel.read()
+  expect(switched.status).toBe(101)
+  return { tunnel, switched }
 }
 
 /** Resolves with the value, or with 'timeout' after `ms`. */
@@ -80,7 +83,7 @@ describe('defects', () => {
   // request on a `new` connection. sweep.ts requestArriving() takes it as one, so an empty line
   // pins the socket until Node's headersTimeout (60 s, checked every 30 s).
   it('a fresh connection that sends only an empty line is closed within timeout + grace, like a silent one', async () => {
-    const { ka, port, accepted } = await start({ timeout: 0.5, grace: 0.2 })
+    const { controller: ka, port, accepted } = await resources.startServer({ timeout: 0.5, grace: 0.2 })
     const client = await open(port)
     const since = performance.now()
     client.send('\r\n')
@@ -89,11 +92,11 @@ describe('defects', () => {
     expect(seconds).not.toBe('timeout')
     expect(seconds).toBeLessThan(1.5)
     expect(ka.stats().closes.idleTimeout).toBe(1)
-    expectConsistent(ka.stats(), accepted.count)
+    expectConsistent(ka.stats(), accepted())
   })
 
   it('the drain closes a fresh connection that sent only an empty line once quiet, not at the deadline', async () => {
-    const { ka, port } = await start({ timeout: 30, drainQuiet: 0.1 })
+    const { controller: ka, port } = await resources.startServer({ timeout: 30, drainQuiet: 0.1 })
     const client = await open(port)
     client.send('\r\n')
     await sleep(50)
@@ -110,7 +113,7 @@ describe('defects', () => {
   // responses the application writes for the rest are thrown away.
   it('shutdown() during a pipelined burst answers every request already received; only the last closes', async () => {
     const { held, arrived, handler } = holdResponses(3)
-    const { ka, port } = await start({}, handler)
+    const { controller: ka, port } = await resources.startServer({}, handler)
     const client = await open(port)
     client.send(rawRequest('/1') + rawRequest('/2') + rawRequest('/3'))
     await arrived
@@ -129,7 +132,7 @@ describe('defects', () => {
   // above); a request still unparsed in the same packet is not yet received, and Node discards it
   // after a closing response, as it does at max=. RFC 9112 §9.3.2: a pipelining client retries it.
   it('a connection past maxAge closes with the response decided first; an unparsed pipelined request is left to the client', async () => {
-    const { ka, port } = await start({ maxAge: 0.3, maxAgeJitter: 0 })
+    const { controller: ka, port } = await resources.startServer({ maxAge: 0.3, maxAgeJitter: 0 })
     const client = await open(port)
     await client.request('/')
     await sleep(450)
@@ -198,7 +201,7 @@ describe('defects', () => {
   // recycled clients do not reconnect in one burst. tracker.ts reasonToClose() compares the exact
   // age with options.maxAgeMs: every connection opened together is recycled at the same instant.
   it('maxAge is jittered per connection: connections opened together are not all recycled at once', async () => {
-    const { port } = await start({ maxAge: 2 })
+    const { port } = await resources.startServer({ maxAge: 2 })
     const clients = await Promise.all(Array.from({ length: 16 }, () => open(port)))
     const recycledAt: number[] = []
     await Promise.all(
@@ -219,7 +222,7 @@ describe('defects', () => {
   // keepByFields(). response.ts nodeKeepsAlive() and the fields path ignore `_removedContLen` /
   // `_removedTE`, so the client is promised a reuse that cannot happen.
   it('a response whose body only the close can end does not advertise keep-alive', async () => {
-    const { ka, port } = await start({}, (_req, res) => {
+    const { controller: ka, port } = await resources.startServer({}, (_req, res) => {
       res.removeHeader('Content-Length')
       res.removeHeader('Transfer-Encoding')
       res.write('o')
@@ -248,21 +251,7 @@ describe('defects', () => {
     expect((await h1.request('/')).status).toBe(200)
 
     const ka = core.createKeepAlive({ timeout: 0.5, grace: 0.2 })
-    const server = http.createServer((_req, res) => res.end('ok'))
-    server.on('upgrade', (_req, socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n\r\n'))
-    ka.attach(server)
-    const port = await resources.listen(server)
-    const tunnel = await open(port)
-    tunnel.send(
-      rawRequest('/', {
-        headers: [
-          ['Connection', 'Upgrade'],
-          ['Upgrade', 'x-test'],
-        ],
-      }),
-    )
-    const switched = await tunnel.read()
-    expect(switched.status).toBe(101)
+    const { tunnel, switched } = await upgradedTunnel(ka)
     // Upgraded sockets are not HTTP any more: no idle timeout of ours applies (well past 0.7 s here).
     expect(await closedWithin(tunnel, switched.receivedAt, 2500)).toBe('timeout')
     expect(ka.stats().closes.idleTimeout).toBe(0)
@@ -271,7 +260,7 @@ describe('defects', () => {
 
 describe('holds', () => {
   it('empty lines inside a pipelined burst and after it neither suspend nor reset the idle time', async () => {
-    const { ka, port, accepted } = await start({ timeout: 0.5, grace: 0.2 })
+    const { controller: ka, port, accepted } = await resources.startServer({ timeout: 0.5, grace: 0.2 })
     const client = await open(port)
     client.send(rawRequest('/1') + '\r\n' + rawRequest('/2') + '\r\n\r\n')
     await client.read()
@@ -280,11 +269,11 @@ describe('holds', () => {
     expect(seconds).not.toBe('timeout')
     expect(seconds).toBeLessThan(1.5)
     expect(ka.stats().requests).toBe(2)
-    expectConsistent(ka.stats(), accepted.count)
+    expectConsistent(ka.stats(), accepted())
   })
 
   it('bytes that are not a request get Node’s 400 and the socket ends, on a fresh and on a used connection', async () => {
-    const { ka, port, accepted } = await start({ timeout: 30 })
+    const { controller: ka, port, accepted } = await resources.startServer({ timeout: 30 })
     const fresh = await open(port)
     fresh.send('\x16\x03\x01garbage\r\n\r\n')
     await within(3000, fresh.closed)
@@ -296,11 +285,11 @@ describe('holds', () => {
     expect(used.isClosed).toBe(true)
     await sleep(100)
     expect(ka.stats().connections.open).toBe(0)
-    expectConsistent(ka.stats(), accepted.count)
+    expectConsistent(ka.stats(), accepted())
   })
 
   it('a request begun during the drain is waited for and answered with Connection: close', async () => {
-    const { ka, port } = await start({ timeout: 30, drainQuiet: 0.1 })
+    const { controller: ka, port } = await resources.startServer({ timeout: 30, drainQuiet: 0.1 })
     const client = await open(port)
     await client.request('/')
     client.send('GET /late HTTP/1.1\r\nHost: x\r\n')
@@ -313,7 +302,7 @@ describe('holds', () => {
   })
 
   it('HEAD, 204 and 304 with chunked Transfer-Encoding, and HTTP/1.0 variants, close coherently', async () => {
-    const { ka, port, accepted } = await start({ timeout: 0.5, grace: 0.2 }, (req, res) => {
+    const { controller, port, accepted } = await resources.startServer({ timeout: 0.5, grace: 0.2 }, (req, res) => {
       const [, code = '200', mode = ''] = req.url!.split('/')
       if (mode === 'te') res.writeHead(Number(code), { 'Transfer-Encoding': 'chunked' })
       else if (mode === 'nolength') res.writeHead(Number(code))
@@ -335,11 +324,11 @@ describe('holds', () => {
       expect(seconds, c.path).not.toBe('timeout')
       expect(seconds as number, c.path).toBeLessThan(1.5)
     }
-    expectConsistent(ka.stats(), accepted.count)
+    expectConsistent(controller.stats(), accepted())
   })
 
   it('every writeHead signature and flushHeaders keep max= counting and close at max', async () => {
-    const { ka, port, accepted } = await start({ max: 2 }, (req, res) => {
+    const { controller, port, accepted } = await resources.startServer({ max: 2 }, (req, res) => {
       if (req.url === '/flush') {
         res.flushHeaders()
         res.end('ok')
@@ -365,12 +354,12 @@ describe('holds', () => {
       expectHeaders(second, { connection: 'close', 'keep-alive': null })
       expect(await closedWithin(client, second.receivedAt, 1500), path).not.toBe('timeout')
     }
-    expect(ka.stats().closes.maxRequests).toBe(4)
-    expectConsistent(ka.stats(), accepted.count)
+    expect(controller.stats().closes.maxRequests).toBe(4)
+    expectConsistent(controller.stats(), accepted())
   })
 
   it('res.destroy() mid-response, and a client that hangs up mid-request, leave stats consistent', async () => {
-    const { ka, port, accepted } = await start({}, (req, res) => {
+    const { controller, port, accepted } = await resources.startServer({}, (req, res) => {
       if (req.url === '/destroy') {
         res.write('x')
         res.destroy()
@@ -385,12 +374,12 @@ describe('holds', () => {
     const b = await open(port)
     b.send(rawRequest('/hang'))
     await sleep(100)
-    expect(ka.stats().connections).toEqual({ open: 1, active: 1, idle: 0 })
+    expect(controller.stats().connections).toEqual({ open: 1, active: 1, idle: 0 })
     await b.destroy()
     await sleep(100)
-    expect(ka.stats().connections).toEqual({ open: 0, active: 0, idle: 0 })
-    expect(ka.stats().requests).toBe(1)
-    expectConsistent(ka.stats(), accepted.count)
+    expect(controller.stats().connections).toEqual({ open: 0, active: 0, idle: 0 })
+    expect(controller.stats().requests).toBe(1)
+    expectConsistent(controller.stats(), accepted())
   })
 
   it('Expect: 100-continue answered with a final status closes the connection', async () => {
@@ -413,21 +402,7 @@ describe('holds', () => {
 
   it('an upgraded socket is left alone by the idle sweep (no allowHTTP1 server involved)', async () => {
     const ka = createKeepAlive({ timeout: 0.5, grace: 0.2 })
-    const server = http.createServer((_req, res) => res.end('ok'))
-    server.on('upgrade', (_req, socket) => socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-test\r\n\r\n'))
-    ka.attach(server)
-    const port = await resources.listen(server)
-    const tunnel = await open(port)
-    tunnel.send(
-      rawRequest('/', {
-        headers: [
-          ['Connection', 'Upgrade'],
-          ['Upgrade', 'x-test'],
-        ],
-      }),
-    )
-    const switched = await tunnel.read()
-    expect(switched.status).toBe(101)
+    const { tunnel, switched } = await upgradedTunnel(ka)
     expect(await closedWithin(tunnel, switched.receivedAt, 1500)).toBe('timeout')
     const report = await ka.shutdown({ timeout: 0.3 })
     // Left to the deadline, counted apart from forced: not a failure of the drain.

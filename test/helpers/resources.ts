@@ -32,6 +32,8 @@ export interface StartedServer {
   readonly controller: KeepAliveController
   /** `http://<host>:<port>` */
   readonly url: string
+  /** Sockets the server has accepted so far, counted apart from the controller. */
+  accepted(): number
 }
 
 export interface Resources {
@@ -43,7 +45,8 @@ export interface Resources {
   listen(server: NetServer, options?: ListenOptions): Promise<number>
   /**
    * `createKeepAlive(options)`, an `http.createServer` whose handler calls `controller.handle(req, res)`
-   * then `handler` (by default: 200 `ok`), `controller.attach(server)`, then `listen()`.
+   * then `handler` (by default: 200 `ok`), `controller.attach(server)`, a count of accepted sockets,
+   * then `listen()`.
    */
   startServer(options?: KeepAliveOptions, handler?: Handler, start?: StartOptions): Promise<StartedServer>
 }
@@ -93,9 +96,11 @@ export function useResources(): Resources {
         handler(req, res, controller)
       })
       controller.attach(server)
+      let accepted = 0
+      server.on('connection', () => accepted++)
       const port = await listen(server, start)
       const host = start.host ?? '127.0.0.1'
-      return { port, server, controller, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` }
+      return { port, server, controller, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, accepted: () => accepted }
     },
   }
 }

@@ -12,16 +12,16 @@ export interface ProbeOptions {
    * @default the advertised timeout= + 5 (1 s grace + a 4 s margin), at most 130; 10 when no timeout= is advertised
    */
   maxWait?: number
-  /** Accept a TLS certificate that does not verify (self-signed). @default false */
-  insecure?: boolean
+  /** Told when the probe starts and ends waiting on an idle connection. */
+  onProgress?: (event: ProbeProgress) => void
   /** Seconds a server may take to close the connection after a closing response. @default 1 */
   closeWithin?: number
   /** Seconds an idle close may come before the advertised timeout and still count as on time. @default 0.25 */
   tolerance?: number
   /** Seconds to wait for a connection or a response. @default 10 */
   timeout?: number
-  /** Told when the probe starts and ends waiting on an idle connection. */
-  onProgress?: (event: ProbeProgress) => void
+  /** Accept a TLS certificate that does not verify (self-signed). @default false */
+  insecure?: boolean
 }
 
 /** Progress of the long wait: the idle timeout. Seconds throughout. */
@@ -224,13 +224,7 @@ async function checkMax(context: Context, conn: WireConnection, first: WireRespo
   const data = (): ProbeCheck['data'] => ({ advertised: start ?? null, responses: maxes.length, maxes })
   if (!isPersistent(first, '1.1')) {
     const closed = await closesSoon(conn, first, options)
-    if (closed === null)
-      return check(
-        'max',
-        'fail',
-        `response 1 carried ${describeHeaders(first)} but the connection was still open ${seconds(options.closeWithinMs)} later`,
-        data(),
-      )
+    if (closed === null) return check('max', 'fail', `response 1 carried ${stillOpen(first, options)}`, data())
     return check('max', 'skip', `response 1 closed the connection (${describeHeaders(first)}); nothing to count down`, data())
   }
   const budget = start === undefined ? options.maxRequests : Math.min(options.maxRequests, start + 1)
@@ -281,12 +275,7 @@ async function checkMax(context: Context, conn: WireConnection, first: WireRespo
     }
     const closed = await closesSoon(conn, response, options)
     if (closed === null) {
-      return check(
-        'max',
-        'fail',
-        `response ${n} carried ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`,
-        data(),
-      )
+      return check('max', 'fail', `response ${n} carried ${stillOpen(response, options)}`, data())
     }
     if (start === undefined) {
       return check(
@@ -330,12 +319,7 @@ async function checkClose(context: Context): Promise<ProbeCheck> {
     if (persistent) continue
     const closed = await closesSoon(conn, response, options)
     if (closed === null) {
-      return check(
-        'close',
-        'fail',
-        `response ${n} carried ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`,
-        data(n, null),
-      )
+      return check('close', 'fail', `response ${n} carried ${stillOpen(response, options)}`, data(n, null))
     }
     return check(
       'close',
@@ -353,18 +337,14 @@ async function checkClose(context: Context): Promise<ProbeCheck> {
 }
 
 async function checkIdle(context: Context): Promise<ProbeCheck> {
-  const { url, options } = context
-  const conn = await context.open()
-  const exchange = await conn.send(request(url, '1.1'))
-  if (exchange.kind !== 'response') return check('idle', 'fail', unanswered(exchange, 1, options), {})
-  const response = exchange.response
-  const persistent = isPersistent(response, '1.1')
-  context.seen.push({ order: 1, label: 'idle-timeout response', response, persistent })
+  const { options } = context
+  const first = await firstResponse(context, 'idle', '1.1', [], { order: 1, label: 'idle-timeout response' })
+  if (!('conn' in first)) return first
+  const { conn, response, persistent } = first
   const advertised = keepAliveParams(response).timeout ?? null
   if (!persistent) {
     const closed = await closesSoon(conn, response, options)
-    if (closed === null)
-      return check('idle', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, { advertised })
+    if (closed === null) return check('idle', 'fail', stillOpen(response, options), { advertised })
     return check('idle', 'skip', `the server closes after every response (${describeHeaders(response)}); no idle connection to time`, { advertised })
   }
   const limitMs = options.maxWaitMs ?? defaultMaxWaitMs(advertised)
@@ -400,37 +380,29 @@ async function checkIdle(context: Context): Promise<ProbeCheck> {
 }
 
 async function checkHttp10(context: Context): Promise<ProbeCheck> {
-  const { url, options } = context
-  const conn = await context.open()
-  const exchange = await conn.send(request(url, '1.0'))
-  if (exchange.kind !== 'response') return check('http10', 'fail', unanswered(exchange, 1, options), {})
-  const response = exchange.response
-  const persistent = isPersistent(response, '1.0')
-  context.seen.push({ order: 2, label: 'HTTP/1.0 response', response, persistent })
+  const { options } = context
+  const first = await firstResponse(context, 'http10', '1.0', [], { order: 2, label: 'HTTP/1.0 response' })
+  if (!('conn' in first)) return first
+  const { conn, response, persistent } = first
   const data = headerData(response)
   if (persistent) {
     // RFC 9112 §9.3: a 1.0 connection persists only when the client asked for keep-alive.
     return check('http10', 'fail', `answered a plain HTTP/1.0 request with ${describeHeaders(response)}: keep-alive the client did not ask for`, data)
   }
   const closed = await closesSoon(conn, response, options)
-  if (closed === null)
-    return check('http10', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data)
+  if (closed === null) return check('http10', 'fail', stillOpen(response, options), data)
   return check('http10', 'pass', `${describeHeaders(response)}; closed ${millis(closed)} after the response`, { ...data, closedAfter: round(closed / 1000) })
 }
 
 async function checkHttp10KeepAlive(context: Context): Promise<ProbeCheck> {
   const { url, options } = context
-  const conn = await context.open()
-  const exchange = await conn.send(request(url, '1.0', ['Connection: keep-alive']))
-  if (exchange.kind !== 'response') return check('http10KeepAlive', 'fail', unanswered(exchange, 1, options), {})
-  const response = exchange.response
-  const persistent = isPersistent(response, '1.0')
-  context.seen.push({ order: 3, label: 'HTTP/1.0 keep-alive response', response, persistent })
+  const first = await firstResponse(context, 'http10KeepAlive', '1.0', ['Connection: keep-alive'], { order: 3, label: 'HTTP/1.0 keep-alive response' })
+  if (!('conn' in first)) return first
+  const { conn, response, persistent } = first
   const data = headerData(response)
   if (!persistent) {
     const closed = await closesSoon(conn, response, options)
-    if (closed === null)
-      return check('http10KeepAlive', 'fail', `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`, data)
+    if (closed === null) return check('http10KeepAlive', 'fail', stillOpen(response, options), data)
     return check('http10KeepAlive', 'pass', `declined (${describeHeaders(response)}) and closed ${millis(closed)} after the response`, data)
   }
   const second = await conn.send(request(url, '1.0', ['Connection: keep-alive']))
@@ -442,13 +414,13 @@ async function checkHttp10KeepAlive(context: Context): Promise<ProbeCheck> {
 }
 
 async function checkConflicting(context: Context): Promise<ProbeCheck> {
-  const { url, options } = context
-  const conn = await context.open()
-  const exchange = await conn.send(request(url, '1.1', ['Connection: keep-alive', 'Connection: close']))
-  if (exchange.kind !== 'response') return check('conflicting', 'fail', unanswered(exchange, 1, options), {})
-  const response = exchange.response
-  const persistent = isPersistent(response, '1.1')
-  context.seen.push({ order: 4, label: 'response to Connection: keep-alive + Connection: close', response, persistent })
+  const { options } = context
+  const first = await firstResponse(context, 'conflicting', '1.1', ['Connection: keep-alive', 'Connection: close'], {
+    order: 4,
+    label: 'response to Connection: keep-alive + Connection: close',
+  })
+  if (!('conn' in first)) return first
+  const { conn, response, persistent } = first
   const data = headerData(response)
   const closed = await closesSoon(conn, response, options)
   const asked = 'Connection: keep-alive and Connection: close'
@@ -457,13 +429,7 @@ async function checkConflicting(context: Context): Promise<ProbeCheck> {
     const behaviour = closed === null ? 'kept the connection open' : `closed it ${millis(closed)} later all the same`
     return check('conflicting', 'fail', `${asked} was answered with ${describeHeaders(response)} and ${behaviour}; close must win`, data)
   }
-  if (closed === null)
-    return check(
-      'conflicting',
-      'fail',
-      `${asked} was answered with ${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`,
-      data,
-    )
+  if (closed === null) return check('conflicting', 'fail', `${asked} was answered with ${stillOpen(response, options)}`, data)
   return check('conflicting', 'pass', `${asked}: answered ${describeHeaders(response)} and closed ${millis(closed)} later (close wins)`, data)
 }
 
@@ -482,6 +448,34 @@ function checkHeaders(seen: readonly Seen[]): ProbeCheck {
 }
 
 // ---- helpers ----------------------------------------------------------------------------
+
+/** A check's first response, on a connection of its own, with whether the connection persists after it. */
+interface Answered {
+  conn: WireConnection
+  response: WireResponse
+  persistent: boolean
+}
+
+/**
+ * Opens a connection for a check and sends its first request (`extra` header lines after the usual
+ * ones); the response, recorded for the header check as `seen` says, or the check's failure when the
+ * server did not answer.
+ */
+async function firstResponse(
+  context: Context,
+  id: CheckId,
+  version: '1.1' | '1.0',
+  extra: readonly string[],
+  seen: Pick<Seen, 'order' | 'label'>,
+): Promise<Answered | ProbeCheck> {
+  const conn = await context.open()
+  const exchange = await conn.send(request(context.url, version, extra))
+  if (exchange.kind !== 'response') return check(id, 'fail', unanswered(exchange, 1, context.options), {})
+  const response = exchange.response
+  const persistent = isPersistent(response, version)
+  context.seen.push({ ...seen, response, persistent })
+  return { conn, response, persistent }
+}
 
 function check(id: CheckId, status: CheckStatus, evidence: string, data: ProbeCheck['data']): ProbeCheck {
   return { id, title: TITLES[id], status, evidence, data }
@@ -534,6 +528,11 @@ function describeClose(response: WireResponse): string {
 
 function headerData(response: WireResponse): Record<string, string | number | null> {
   return { connection: joined(response, 'connection'), keepAlive: joined(response, 'keep-alive') }
+}
+
+/** The evidence against a closing response whose connection was still open `closeWithin` after it. */
+function stillOpen(response: WireResponse, options: Resolved): string {
+  return `${describeHeaders(response)} but the connection was still open ${seconds(options.closeWithinMs)} later`
 }
 
 /** Waits for the server to close after a closing response; ms after the response, or null if still open. */

@@ -1,12 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { probe, formatResult, type CheckId, type CheckStatus, type ProbeProgress, type ProbeResult } from '@keepalive/cli'
+import { probe, formatResult, type CheckId, type ProbeProgress, type ProbeResult } from '@keepalive/cli'
+import { allPass, statuses } from './checks.js'
 import { bare, closeAll, freePort, ours, raw, selfSigned } from './servers.js'
 
 afterEach(closeAll)
-
-function statuses(result: ProbeResult): Record<CheckId, CheckStatus> {
-  return Object.fromEntries(result.checks.map((check) => [check.id, check.status])) as Record<CheckId, CheckStatus>
-}
 
 function evidence(result: ProbeResult, id: CheckId): string {
   return result.checks.find((check) => check.id === id)!.evidence
@@ -23,16 +20,7 @@ describe('probe() against a server using createKeepAlive', () => {
     const result = await probe(server.url, { maxWait: 5, onProgress: (event) => events.push(event.type) })
 
     expect(result.ok).toBe(true)
-    expect(statuses(result)).toEqual({
-      advertised: 'pass',
-      max: 'pass',
-      close: 'pass',
-      idle: 'pass',
-      http10: 'pass',
-      http10KeepAlive: 'pass',
-      conflicting: 'pass',
-      headers: 'pass',
-    })
+    expect(statuses(result)).toEqual(allPass())
     expect(result.advertised).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=1, max=3', timeout: 1, max: 3 })
     expect(data(result, 'max')).toEqual({ advertised: 3, responses: 4, maxes: [3, 2, 1, null] })
     expect(evidence(result, 'max')).toMatch(/^max=3, max=2, max=1, then Connection: close on response 4; closed \d+ ms after it$/)

@@ -128,6 +128,36 @@ export function buckets(name: string, value: unknown, fallback: readonly number[
   return [...(value as number[])]
 }
 
+/** Checks an object handed in by the one method the package calls on it; `what` says what it must be. */
+export function objectWith<T extends object>(name: string, value: unknown, method: string, what: string): T {
+  if (typeof value !== 'object' || value === null || typeof (value as Record<string, unknown>)[method] !== 'function') {
+    fail(TypeError, name, `"${name}" must be ${what}, got ${describe(value)}`)
+  }
+  return value as T
+}
+
+/** The histogram options both exporters take, checked: `buckets` in requests, `durationBuckets` in seconds; the defaults where absent. */
+export function histogramBuckets(options: { buckets?: unknown; durationBuckets?: unknown }): {
+  buckets: readonly number[]
+  durationBuckets: readonly number[]
+} {
+  return {
+    buckets: buckets('buckets', options.buckets, REQUESTS_BUCKETS, 'count'),
+    durationBuckets: buckets('durationBuckets', options.durationBuckets, DURATION_BUCKETS, 'seconds'),
+  }
+}
+
+/**
+ * Checks a metric name prefix: a string, empty or the start of a name that `pattern` accepts
+ * (`what` names those names in the message); `undefined` or `null` gives `fallback`.
+ */
+export function namePrefix(name: string, value: unknown, fallback: string, pattern: RegExp, what: string): string {
+  const prefix = value ?? fallback
+  if (typeof prefix !== 'string') fail(TypeError, name, `"${name}" must be a string, got ${describe(prefix)}`)
+  if (prefix !== '' && !pattern.test(prefix)) fail(RangeError, name, `"${name}" must start a valid ${what}, got ${JSON.stringify(prefix)}`)
+  return prefix
+}
+
 /** Close reasons as metric label and attribute values: snake_case, as Prometheus and OpenTelemetry both write them. */
 export const SNAKE_CASE_REASONS: Readonly<Record<CloseReason, string>> = Object.freeze({
   client: 'client',

@@ -2,10 +2,10 @@
 // how that is written, into Node's fields or the header store.
 import type { ServerResponse } from 'node:http'
 import { now, type Connection } from './connection.js'
-import { parseKeepAlive } from './header.js'
+import { HeaderCache, parseKeepAlive, saysClose } from './header.js'
 import type { ResolvedOptions } from './options.js'
 import { closeReason, type PolicyState } from './policy.js'
-import { closeByFields, closeInStore, HeaderCache, keepByFields, nodeKeepsAlive, saysClose } from './response.js'
+import { closeByFields, keepByFields, nodeKeepsAlive } from './response.js'
 import type { CloseReason } from './types.js'
 
 /** A response's place on its connection (1-based), set as its request starts. */
@@ -26,6 +26,12 @@ export function numberResponse(res: object, n: number): void {
 /** The close the decision predicted for a response: a reason, null (not ours), or undefined (none). */
 export function predictedFor(res: object): CloseReason | null | undefined {
   return (res as TrackedResponse)[kPredicted]
+}
+
+/** Writes `Connection: close` in the header store, without any `Keep-Alive` beside it. */
+function closeInStore(res: ServerResponse): void {
+  res.setHeader('Connection', 'close')
+  if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
 }
 
 /** A connection's seed as a fraction in [0, 1). */
@@ -49,10 +55,6 @@ export class Decider {
     this.headers.reset(this.policy.timeoutMs)
   }
 
-  /**
-   * Decides a response's connection headers as they are written. Left to us (`inStore` false),
-   * it sets the fields Node writes them from; otherwise it reads and writes the header store.
-   */
   /**
    * Decides a response's connection headers as they are written. Left to us (`inStore` false),
    * it sets the fields Node writes them from; otherwise it reads and writes the header store.

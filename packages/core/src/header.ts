@@ -1,5 +1,9 @@
-// The Keep-Alive header codec: parseKeepAlive and formatKeepAlive, pure, no I/O.
+// The connection headers as text: the Keep-Alive codec, its cached values, and what Node reads in a Connection header; pure, no I/O.
+import type { OutgoingHttpHeaders } from 'node:http'
 import type { KeepAliveParams } from './types.js'
+
+/** Headers as `writeHead()` takes them: an object, a flat array or an array of pairs. */
+export type HeaderInput = OutgoingHttpHeaders | readonly unknown[]
 
 // RFC 9110 §5.6.6 parameters: `name=value` or `name="value"`, separated by commas
 // (some clients use semicolons). Only digit values count: delta-seconds is 1*DIGIT.
@@ -60,4 +64,61 @@ export function formatKeepAlive(params: Readonly<KeepAliveParams>): string {
     parts.push(`max=${Math.floor(max)}`)
   }
   return parts.join(', ')
+}
+
+/** `Keep-Alive` values, built once per (timeout, remaining) value (docs/architecture.md §9). */
+export class HeaderCache {
+  private cache: (string | undefined)[] = []
+  private prefix = ''
+  private timeoutOnly = ''
+
+  constructor(timeoutMs: number) {
+    this.reset(timeoutMs)
+  }
+
+  /** The timeout changed: header values are built anew. */
+  reset(timeoutMs: number): void {
+    const seconds = Math.floor(timeoutMs / 1000)
+    this.timeoutOnly = `timeout=${seconds}`
+    this.prefix = `timeout=${seconds}, max=`
+    this.cache = []
+  }
+
+  /** The value for `remaining` more requests (Infinity: no `max=`). */
+  value(remaining: number): string {
+    if (remaining === Infinity) return this.timeoutOnly
+    const cached = this.cache[remaining]
+    if (cached !== undefined) return cached
+    return (this.cache[remaining] = this.prefix + remaining)
+  }
+}
+
+// Node's own test for a closing Connection value (docs/architecture.md §4).
+const CLOSE_TOKEN = /(?:^|\W)close(?:$|\W)/i
+
+/** True if a `Connection` header value asks to close, as Node reads it. */
+export function saysClose(value: unknown): boolean {
+  if (value === undefined) return false
+  return CLOSE_TOKEN.test(Array.isArray(value) ? value.join(',') : String(value))
+}
+
+/** True if the headers given to `writeHead()` include `Connection` or `Keep-Alive` (any case). */
+export function namesConnectionHeaders(headers: HeaderInput): boolean {
+  if (Array.isArray(headers)) {
+    for (let i = 0; i < headers.length; i++) {
+      const entry: unknown = headers[i]
+      const name = Array.isArray(entry) ? (entry[0] as unknown) : i % 2 === 0 ? entry : undefined
+      if (typeof name === 'string' && isConnectionHeader(name)) return true
+    }
+    return false
+  }
+  for (const name in headers as OutgoingHttpHeaders) if (isConnectionHeader(name)) return true
+  return false
+}
+
+// Both names are 10 characters long: most header names are rejected on their length alone.
+function isConnectionHeader(name: string): boolean {
+  if (name.length !== 10) return false
+  const lower = name.toLowerCase()
+  return lower === 'connection' || lower === 'keep-alive'
 }

@@ -1,9 +1,9 @@
 // Node's HTTP internals, in one file: the writeHead hook, the decision applied to Node's response
-// fields, the Keep-Alive header cache, and what a socket's parser says (docs/architecture.md §5).
+// fields, and what a socket's parser says (docs/architecture.md §5).
 import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
+import { namesConnectionHeaders, saysClose, type HeaderInput } from './header.js'
 
-type HeaderInput = OutgoingHttpHeaders | readonly unknown[]
 type WriteHead = (this: ServerResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput) => ServerResponse
 
 /** What the writeHead hook finds on the socket: the owner of the connection's policy. */
@@ -88,15 +88,6 @@ function checkNodeFields(): boolean {
 
 // ---- reading what Node did and does ------------------------------------------------------
 
-// Node's own test for a closing Connection value (lib/_http_outgoing.js RE_CONN_CLOSE).
-const CLOSE_TOKEN = /(?:^|\W)close(?:$|\W)/i
-
-/** True if a `Connection` header value asks to close, as Node reads it. */
-export function saysClose(value: unknown): boolean {
-  if (value === undefined) return false
-  return CLOSE_TOKEN.test(Array.isArray(value) ? value.join(',') : String(value))
-}
-
 /** True if Node ends the socket after this (finished) response. */
 export function lastResponse(res: object): boolean {
   if (nodeFields) return (res as NodeResponseFields)._last
@@ -110,12 +101,11 @@ export function advertisedTimeoutMs(res: object): number {
 }
 
 /**
- * True if Node no longer speaks HTTP/1 on this socket (upgraded, CONNECT): Node frees the
- * socket's parser then. Sockets whose parser Node never exposed are taken as still HTTP/1.
+ * True if Node no longer speaks HTTP/1 on this socket (upgraded, CONNECT): Node frees the socket's
+ * parser then. Node sets `parser` in its own connection listener: before that (or on a Node that no
+ * longer exposes it), the socket is taken as still HTTP/1.
  */
 export function isDetached(socket: object): boolean {
-  // Node sets `parser` on a socket in its own connection listener: before that (or on a Node that
-  // no longer exposes it), the socket is taken as still HTTP/1.
   if (!('parser' in socket)) return false
   const parser = (socket as ListenedSocket).parser
   // Node 26 keeps the parser while an upgrade request's body is still arriving (an UpgradeStream):
@@ -221,27 +211,6 @@ function absorbHeaders(res: ServerResponse, headers: HeaderInput): boolean {
   return true
 }
 
-/** True if the headers given to `writeHead()` include `Connection` or `Keep-Alive` (any case). */
-function namesConnectionHeaders(headers: HeaderInput): boolean {
-  if (Array.isArray(headers)) {
-    for (let i = 0; i < headers.length; i++) {
-      const entry: unknown = headers[i]
-      const name = Array.isArray(entry) ? (entry[0] as unknown) : i % 2 === 0 ? entry : undefined
-      if (typeof name === 'string' && isConnectionHeader(name)) return true
-    }
-    return false
-  }
-  for (const name in headers as OutgoingHttpHeaders) if (isConnectionHeader(name)) return true
-  return false
-}
-
-// Both names are 10 characters long: most header names are rejected on their length alone.
-function isConnectionHeader(name: string): boolean {
-  if (name.length !== 10) return false
-  const lower = name.toLowerCase()
-  return lower === 'connection' || lower === 'keep-alive'
-}
-
 // Shared by every response: installing it is one property write, no closure per request.
 function keepAliveWriteHead(this: HookedResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
   const next = this[kNext] ?? (Object.getPrototypeOf(this) as { writeHead: WriteHead }).writeHead
@@ -328,37 +297,4 @@ export function keepByFields(res: object, timeoutMs: number, remaining: number):
   const fields = res as NodeResponseFields
   fields._keepAliveTimeout = timeoutMs
   fields._maxRequestsPerSocket = remaining
-}
-
-/** Writes `Connection: close` in the header store, without any `Keep-Alive` beside it. */
-export function closeInStore(res: ServerResponse): void {
-  res.setHeader('Connection', 'close')
-  if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
-}
-
-/** `Keep-Alive` values, built once per (timeout, remaining) value. */
-export class HeaderCache {
-  private cache: (string | undefined)[] = []
-  private prefix = ''
-  private timeoutOnly = ''
-
-  constructor(timeoutMs: number) {
-    this.reset(timeoutMs)
-  }
-
-  /** The timeout changed: header values are built anew. */
-  reset(timeoutMs: number): void {
-    const seconds = Math.floor(timeoutMs / 1000)
-    this.timeoutOnly = `timeout=${seconds}`
-    this.prefix = `timeout=${seconds}, max=`
-    this.cache = []
-  }
-
-  /** The value for `remaining` more requests (Infinity: no `max=`). */
-  value(remaining: number): string {
-    if (remaining === Infinity) return this.timeoutOnly
-    const cached = this.cache[remaining]
-    if (cached !== undefined) return cached
-    return (this.cache[remaining] = this.prefix + remaining)
-  }
 }

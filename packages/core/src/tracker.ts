@@ -9,7 +9,7 @@ import type { ResolvedOptions } from './options.js'
 import { applyLoad, initialPolicy, type PolicyState } from './policy.js'
 import { hookHeaders, kConnection, watchFirstMessage } from './response.js'
 import { closable, createBegun } from './sweep.js'
-import type { AttachableServer, CloseReason, KeepAliveEvents } from './types.js'
+import { CLOSE_REASONS, type AttachableServer, type CloseReason, type KeepAliveEvents } from './types.js'
 
 /** Ms the first request may take to start on a connection whose keep-alive is off. */
 export const FIRST_REQUEST_MS = 5000
@@ -60,17 +60,8 @@ export class Tracker implements ConnectionOwner {
   readonly perAddress: Map<string, number> | null
   readonly events = new EventEmitter()
   readonly policy: PolicyState
-  readonly closes: Record<CloseReason, number> = {
-    client: 0,
-    idleTimeout: 0,
-    maxRequests: 0,
-    maxAge: 0,
-    shed: 0,
-    evicted: 0,
-    perIp: 0,
-    drain: 0,
-    forced: 0,
-  }
+  /** Closed connections by reason, in the order of `CLOSE_REASONS`. */
+  readonly closes = Object.fromEntries(CLOSE_REASONS.map((reason) => [reason, 0])) as Record<CloseReason, number>
   /** Connections with a request in flight. */
   active = 0
   requests = 0

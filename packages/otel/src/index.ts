@@ -1,6 +1,6 @@
-import { metrics, type Attributes, type BatchObservableResult, type MeterProvider, type Observable } from '@opentelemetry/api'
+import { metrics, type Attributes, type BatchObservableResult, type Histogram, type Meter, type MeterProvider, type Observable } from '@opentelemetry/api'
 import { CLOSE_REASONS, type CloseEvent, type CloseReason, type KeepAliveController } from '@keepalive/core'
-import { buckets, checkKeys, describe, DURATION_BUCKETS, fail, isPlainObject, REQUESTS_BUCKETS, SNAKE_CASE_REASONS } from '@keepalive/core/check'
+import { checkKeys, describe, fail, histogramBuckets, isPlainObject, namePrefix, objectWith, SNAKE_CASE_REASONS } from '@keepalive/core/check'
 import { SCOPE_NAME, SCOPE_VERSION } from './version.js'
 
 /** The parts of a controller the instruments read; an adapter's middleware or `fastify.keepAlive` works too. */
@@ -34,26 +34,61 @@ export const CLOSE_REASON_VALUES: Readonly<Record<CloseReason, string>> = SNAKE_
 /** The package's meter scope: name and version, for `MeterProvider.getMeter()`. */
 export { SCOPE_NAME, SCOPE_VERSION }
 
-const DEFAULT_BUCKETS = REQUESTS_BUCKETS
-const DEFAULT_DURATION_BUCKETS = DURATION_BUCKETS
 const OPTION_KEYS = ['meterProvider', 'prefix', 'attributes', 'buckets', 'durationBuckets']
 /** Attribute names: the semantic conventions' own where one exists. */
 const STATE = 'http.connection.state'
 const REASON = 'keepalive.close.reason'
 const PORT = 'server.port'
 const PROTOCOL_VERSION = 'network.protocol.version'
-/** The instruments' names after the prefix, in the order `names` lists them. */
-const SUFFIXES = [
-  'connection.count',
-  'connection.duration',
-  'connection.requests',
-  'connection.closes',
-  'requests',
-  'connection.request.limit',
-  'connection.idle_timeout',
-  'utilization',
-  'draining',
-] as const
+
+/** How an instrument is made: observed from the stats snapshot (a counter, an up-down counter, a gauge), or a histogram recorded on each close. */
+type Kind = 'upDownCounter' | 'counter' | 'gauge' | 'histogram'
+/** One instrument: its name after the prefix, how it is made, its unit and its description. */
+type Spec = readonly [suffix: string, kind: Kind, unit: string, description: string]
+
+// Semantic conventions: UpDownCounter names are not pluralised (`.count`), counters of discrete
+// things with a {unit} are; `.limit` and `.utilization` name a limit and a fraction of one.
+/** The instruments, in the order the meter creates them and `names` lists them. */
+const INSTRUMENTS = {
+  connections: [
+    'connection.count',
+    'upDownCounter',
+    '{connection}',
+    'Open connections by state (active: serving a request, idle: kept alive between requests).',
+  ],
+  duration: ['connection.duration', 'histogram', 's', 'How long a connection was open, recorded when it closed, by close reason.'],
+  perConnection: ['connection.requests', 'histogram', '{request}', 'Requests a connection served, recorded when it closed.'],
+  closes: ['connection.closes', 'counter', '{connection}', 'Connections closed, by reason.'],
+  requests: ['requests', 'counter', '{request}', 'Responses finished.'],
+  max: ['connection.request.limit', 'gauge', '{request}', 'Requests one connection may currently serve in total (max=); no data point when unlimited.'],
+  timeout: ['connection.idle_timeout', 'gauge', 's', 'Idle timeout currently advertised in Keep-Alive: timeout=.'],
+  load: [
+    'utilization',
+    'gauge',
+    '1',
+    'Current smoothed load factor, from 0 to 1: the busiest of event-loop utilisation, delay, connections against the cap and any user signal.',
+  ],
+  draining: ['draining', 'gauge', '1', '1 while the controller is draining for shutdown (every response carries Connection: close), else 0.'],
+} as const satisfies Record<string, Spec>
+
+type InstrumentName = keyof typeof INSTRUMENTS
+type HistogramName = { [N in InstrumentName]: (typeof INSTRUMENTS)[N][1] extends 'histogram' ? N : never }[InstrumentName]
+/** The created instruments by name: a histogram where the table says so, else an observable. */
+type Instruments = { [N in InstrumentName]: N extends HistogramName ? Histogram : Observable }
+
+const OBSERVABLE = { upDownCounter: 'createObservableUpDownCounter', counter: 'createObservableCounter', gauge: 'createObservableGauge' } as const
+
+/** Creates every instrument of the table on `meter`; each histogram is advised the bucket bounds `bounds` gives for its name. */
+function createInstruments(meter: Meter, prefix: string, bounds: Readonly<Record<HistogramName, readonly number[]>>): Instruments {
+  const created: Partial<Record<InstrumentName, Histogram | Observable>> = {}
+  for (const [key, [suffix, kind, unit, description]] of Object.entries(INSTRUMENTS) as [InstrumentName, Spec][]) {
+    created[key] =
+      kind === 'histogram'
+        ? meter.createHistogram(prefix + suffix, { description, unit, advice: { explicitBucketBoundaries: [...bounds[key as HistogramName]] } })
+        : meter[OBSERVABLE[kind]](prefix + suffix, { description, unit })
+  }
+  return created as Instruments
+}
 
 /**
  * Creates OpenTelemetry instruments for a controller, on a meter named after this package from the
@@ -71,47 +106,9 @@ export function registerKeepAliveInstruments(controller: InstrumentsSource, opti
   }
   const { meterProvider, prefix, attributes, buckets, durationBuckets } = resolveInstrumentsOptions(options)
   const meter = meterProvider.getMeter(SCOPE_NAME, SCOPE_VERSION)
-  const name = (suffix: (typeof SUFFIXES)[number]): string => prefix + suffix
-
-  // Semantic conventions: UpDownCounter names are not pluralised (`.count`), counters of discrete
-  // things with a {unit} are; `.limit` and `.utilization` name a limit and a fraction of one.
-  const connections = meter.createObservableUpDownCounter(name('connection.count'), {
-    description: 'Open connections by state (active: serving a request, idle: kept alive between requests).',
-    unit: '{connection}',
-  })
-  const duration = meter.createHistogram(name('connection.duration'), {
-    description: 'How long a connection was open, recorded when it closed, by close reason.',
-    unit: 's',
-    advice: { explicitBucketBoundaries: [...durationBuckets] },
-  })
-  const perConnection = meter.createHistogram(name('connection.requests'), {
-    description: 'Requests a connection served, recorded when it closed.',
-    unit: '{request}',
-    advice: { explicitBucketBoundaries: [...buckets] },
-  })
-  const closes = meter.createObservableCounter(name('connection.closes'), {
-    description: 'Connections closed, by reason.',
-    unit: '{connection}',
-  })
-  const requests = meter.createObservableCounter(name('requests'), {
-    description: 'Responses finished.',
-    unit: '{request}',
-  })
-  const max = meter.createObservableGauge(name('connection.request.limit'), {
-    description: 'Requests one connection may currently serve in total (max=); no data point when unlimited.',
-    unit: '{request}',
-  })
-  const timeout = meter.createObservableGauge(name('connection.idle_timeout'), {
-    description: 'Idle timeout currently advertised in Keep-Alive: timeout=.',
-    unit: 's',
-  })
-  const load = meter.createObservableGauge(name('utilization'), {
-    description: 'Current smoothed load factor, from 0 to 1: the busiest of event-loop utilisation, delay, connections against the cap and any user signal.',
-    unit: '1',
-  })
-  const draining = meter.createObservableGauge(name('draining'), {
-    description: '1 while the controller is draining for shutdown (every response carries Connection: close), else 0.',
-    unit: '1',
+  const { connections, duration, perConnection, closes, requests, max, timeout, load, draining } = createInstruments(meter, prefix, {
+    duration: durationBuckets,
+    perConnection: buckets,
   })
   const observables: Observable[] = [connections, closes, requests, max, timeout, load, draining]
   // Attribute objects built once: the callback and the close listener allocate none of their own.
@@ -143,16 +140,14 @@ export function registerKeepAliveInstruments(controller: InstrumentsSource, opti
   meter.addBatchObservableCallback(observe, observables)
   controller.on('close', onClose)
 
-  let registered = true
-  return {
-    names: SUFFIXES.map(name),
-    unregister() {
-      if (!registered) return
-      registered = false
-      meter.removeBatchObservableCallback(observe, observables)
-      controller.off('close', onClose)
-    },
+  let observing = true
+  function unregister(): void {
+    if (!observing) return
+    observing = false
+    meter.removeBatchObservableCallback(observe, observables)
+    controller.off('close', onClose)
   }
+  return { names: Object.values(INSTRUMENTS).map(([suffix]) => prefix + suffix), unregister }
 }
 
 interface ResolvedInstrumentsOptions {
@@ -178,21 +173,12 @@ function resolveInstrumentsOptions(options: unknown): ResolvedInstrumentsOptions
     )
   }
   checkKeys(options, OPTION_KEYS, '')
-  const meterProvider = options.meterProvider ?? metrics.getMeterProvider()
-  if (typeof meterProvider !== 'object' || meterProvider === null || typeof (meterProvider as MeterProvider).getMeter !== 'function') {
-    fail(TypeError, 'meterProvider', `"meterProvider" must be an OpenTelemetry MeterProvider (with getMeter()), got ${describe(meterProvider)}`)
-  }
-  const prefix = options.prefix ?? 'keepalive.'
-  if (typeof prefix !== 'string') fail(TypeError, 'prefix', `"prefix" must be a string, got ${describe(prefix)}`)
-  if (prefix !== '' && !NAME.test(prefix)) {
-    fail(RangeError, 'prefix', `"prefix" must start a valid instrument name (a letter, then letters, digits, _ . - /), got ${JSON.stringify(prefix)}`)
-  }
+  const provider = options.meterProvider ?? metrics.getMeterProvider()
   return {
-    meterProvider: meterProvider as MeterProvider,
-    prefix,
+    meterProvider: objectWith<MeterProvider>('meterProvider', provider, 'getMeter', 'an OpenTelemetry MeterProvider (with getMeter())'),
+    prefix: namePrefix('prefix', options.prefix, 'keepalive.', NAME, 'instrument name (a letter, then letters, digits, _ . - /)'),
     attributes: resolveAttributes(options.attributes),
-    buckets: buckets('buckets', options.buckets, DEFAULT_BUCKETS, 'count'),
-    durationBuckets: buckets('durationBuckets', options.durationBuckets, DEFAULT_DURATION_BUCKETS, 'seconds'),
+    ...histogramBuckets(options),
   }
 }
 

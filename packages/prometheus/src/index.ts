@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client'
 import { CLOSE_REASONS, type CloseEvent, type CloseReason, type KeepAliveController, type KeepAliveStats } from '@keepalive/core'
-import { buckets, checkKeys, describe, DURATION_BUCKETS, fail, isPlainObject, REQUESTS_BUCKETS, SNAKE_CASE_REASONS } from '@keepalive/core/check'
+import { checkKeys, describe, fail, histogramBuckets, isPlainObject, namePrefix, objectWith, SNAKE_CASE_REASONS } from '@keepalive/core/check'
 
 /** The parts of a controller the exporter reads; an adapter's middleware or `fastify.keepAlive` works too. */
 export type MetricsSource = Pick<KeepAliveController, 'stats' | 'on' | 'off'>
@@ -30,8 +30,6 @@ export interface KeepAliveMetrics {
 /** Close reasons as label values: snake_case, as Prometheus label values usually are. */
 export const REASON_LABELS: Readonly<Record<CloseReason, string>> = SNAKE_CASE_REASONS
 
-const DEFAULT_BUCKETS = REQUESTS_BUCKETS
-const DEFAULT_DURATION_BUCKETS = DURATION_BUCKETS
 const OPTION_KEYS = ['registry', 'prefix', 'labels', 'buckets', 'durationBuckets']
 // Prometheus data model: metric names match [a-zA-Z_:][a-zA-Z0-9_:]*, label names [a-zA-Z_][a-zA-Z0-9_]*
 // with names starting "__" reserved; ours are state, reason and the histograms' le.
@@ -198,69 +196,44 @@ function createMetrics(
   // Each scrape rebuilds the series from the members' stats (reset first), so a controller that
   // unregistered leaves no stale series, and counters, set from the controller's own totals, never
   // count twice nor drift from stats().
-  function gauge(name: string, help: string, read: (stats: KeepAliveStats) => number): Gauge {
-    return new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [],
-      collect() {
-        this.reset()
-        for (const member of members()) this.set(member.labels, read(member.stats()))
-      },
-    })
+  function collect<M extends Gauge | Counter>(write: (metric: M, labels: Labels, stats: KeepAliveStats) => void): (this: M) => void {
+    return function (this: M): void {
+      this.reset()
+      for (const member of members()) write(this, member.labels, member.stats())
+    }
   }
+  /** What every metric of the family is configured with: no registry of its own (`joinFamily` registers it), the members' label names (and `label`). */
+  const config = (name: string, help: string, label?: string) => ({
+    name,
+    help,
+    labelNames: label === undefined ? labelNames : [...labelNames, label],
+    registers: [],
+  })
+  const gauge = (name: string, help: string, read: (stats: KeepAliveStats) => number): Gauge =>
+    new Gauge({ ...config(name, help), collect: collect<Gauge>((metric, labels, stats) => metric.set(labels, read(stats))) })
   return [
     new Gauge({
-      name: names.connections,
-      help: 'Open connections by state (active: serving a request, idle: kept alive between requests); their sum is all open connections.',
-      labelNames: [...labelNames, 'state'],
-      registers: [],
-      collect() {
-        this.reset()
-        for (const member of members()) {
-          const { connections } = member.stats()
-          this.set({ ...member.labels, state: 'active' }, connections.active)
-          this.set({ ...member.labels, state: 'idle' }, connections.idle)
-        }
-      },
+      ...config(
+        names.connections,
+        'Open connections by state (active: serving a request, idle: kept alive between requests); their sum is all open connections.',
+        'state',
+      ),
+      collect: collect<Gauge>((metric, labels, { connections }) => {
+        metric.set({ ...labels, state: 'active' }, connections.active)
+        metric.set({ ...labels, state: 'idle' }, connections.idle)
+      }),
     }),
+    new Counter({ ...config(names.requests, 'Responses finished.'), collect: collect<Counter>((metric, labels, stats) => metric.inc(labels, stats.requests)) }),
     new Counter({
-      name: names.requests,
-      help: 'Responses finished.',
-      labelNames,
-      registers: [],
-      collect() {
-        this.reset()
-        for (const member of members()) this.inc(member.labels, member.stats().requests)
-      },
+      ...config(names.closes, `Connections closed, by reason (${CLOSE_REASONS.map((reason) => REASON_LABELS[reason]).join(', ')}).`, 'reason'),
+      collect: collect<Counter>((metric, labels, { closes }) => {
+        for (const reason of CLOSE_REASONS) metric.inc({ ...labels, reason: REASON_LABELS[reason] }, closes[reason])
+      }),
     }),
-    new Counter({
-      name: names.closes,
-      help: `Connections closed, by reason (${CLOSE_REASONS.map((reason) => REASON_LABELS[reason]).join(', ')}).`,
-      labelNames: [...labelNames, 'reason'],
-      registers: [],
-      collect() {
-        this.reset()
-        for (const member of members()) {
-          const { closes } = member.stats()
-          for (const reason of CLOSE_REASONS) this.inc({ ...member.labels, reason: REASON_LABELS[reason] }, closes[reason])
-        }
-      },
-    }),
+    new Histogram({ ...config(names.requestsPerConnection, 'Requests a connection served, observed when it closed.'), buckets: [...buckets] }),
     new Histogram({
-      name: names.requestsPerConnection,
-      help: 'Requests a connection served, observed when it closed.',
-      labelNames,
-      buckets: [...buckets],
-      registers: [],
-    }),
-    new Histogram({
-      name: names.duration,
-      help: 'How long a connection was open, in seconds, observed when it closed, by close reason.',
-      labelNames: [...labelNames, 'reason'],
+      ...config(names.duration, 'How long a connection was open, in seconds, observed when it closed, by close reason.', 'reason'),
       buckets: [...durationBuckets],
-      registers: [],
     }),
     gauge(names.load, 'Current smoothed load factor, from 0 to 1.', (stats) => stats.load),
     gauge(names.timeout, 'Idle timeout currently advertised in Keep-Alive: timeout=, in seconds.', (stats) => stats.timeout),
@@ -291,21 +264,11 @@ function resolveMetricsOptions(options: unknown): ResolvedMetricsOptions {
   if (options === undefined) options = {}
   if (!isPlainObject(options)) fail(TypeError, '', `metrics options must be an object, got ${describe(options)}`)
   checkKeys(options, OPTION_KEYS, '')
-  const registry = options.registry ?? globalRegistry
-  if (typeof registry !== 'object' || registry === null || typeof (registry as Registry).registerMetric !== 'function') {
-    fail(TypeError, 'registry', `"registry" must be a prom-client Registry, got ${describe(registry)}`)
-  }
-  const prefix = options.prefix ?? 'keepalive_'
-  if (typeof prefix !== 'string') fail(TypeError, 'prefix', `"prefix" must be a string, got ${describe(prefix)}`)
-  if (prefix !== '' && !NAME.test(prefix)) {
-    fail(RangeError, 'prefix', `"prefix" must start a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), got ${JSON.stringify(prefix)}`)
-  }
   return {
-    registry: registry as Registry,
-    prefix,
+    registry: objectWith<Registry>('registry', options.registry ?? globalRegistry, 'registerMetric', 'a prom-client Registry'),
+    prefix: namePrefix('prefix', options.prefix, 'keepalive_', NAME, 'Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)'),
     labels: resolveLabels(options.labels),
-    buckets: buckets('buckets', options.buckets, DEFAULT_BUCKETS, 'count'),
-    durationBuckets: buckets('durationBuckets', options.durationBuckets, DEFAULT_DURATION_BUCKETS, 'seconds'),
+    ...histogramBuckets(options),
   }
 }
 
