@@ -197,7 +197,7 @@ describe('defects', () => {
     expect(ka.stats().connections.open).toBe(0)
   })
 
-  // DESIGN.md "Drain and eviction rule": maxAge is jittered per connection (default ±10%) so
+  // docs/architecture.md §7: maxAge is jittered per connection (default ±10%) so
   // recycled clients do not reconnect in one burst. tracker.ts reasonToClose() compares the exact
   // age with options.maxAgeMs: every connection opened together is recycled at the same instant.
   it('maxAge is jittered per connection: connections opened together are not all recycled at once', async () => {
