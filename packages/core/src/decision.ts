@@ -129,7 +129,7 @@ export class Decider {
   }
 }
 
-/** True once a draining connection's turn has come (at once, or at its moment in a gradual drain). */
+/** True once a draining connection's turn has come (at the drain's start, or at its moment in a gradual drain). */
 export function drainDue(policy: Readonly<PolicyState>, conn: Connection, time: number): boolean {
-  return policy.drainWindowMs === 0 || time - policy.drainStartMs >= policy.drainWindowMs * fraction(conn.seed)
+  return time >= policy.drainStartMs && (policy.drainWindowMs === 0 || time - policy.drainStartMs >= policy.drainWindowMs * fraction(conn.seed))
 }

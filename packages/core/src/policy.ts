@@ -11,7 +11,10 @@ export interface PolicyState {
   /** Keep-alive is shed: every response closes its connection. */
   shedding: boolean
   draining: boolean
-  /** When the drain began (whole ms, see `now()`), and the window a gradual drain spreads its closes over (0: at once). */
+  /**
+   * When the drain's closing began (whole ms, see `now()`; Infinity while a shutdown waits for its
+   * listeners to close), and the window a gradual drain spreads its closes over (0: at once).
+   */
   drainStartMs: number
   drainWindowMs: number
   /** More connections are open than `maxConnections` and none was idle to evict: close after responses. */

@@ -155,7 +155,8 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
     if (tracker.conns.size === 0) finish()
   }
 
-  tracker.startDraining(settings.gradualMs)
+  // Responses stay keep-alive until the listeners are closed (closeFromNow below), §7.
+  tracker.startDraining(settings.gradualMs, true)
   tracker.drainHooks = {
     idle: closeWhenQuiet,
     released: () => {
@@ -171,15 +172,20 @@ export function drain(tracker: Tracker, servers: Iterable<AttachableServer>, set
   tracker.watchCloses()
   // The listener closes from the check phase: the poll before it has accepted every connection
   // waiting in the kernel's queue (each then drained like the rest), where closing it at once
-  // would reset them.
+  // would reset them. Only then do responses say Connection: close (§7): until the listener is
+  // gone a proxy keeps its pooled connections and has no reason to open new ones, which a
+  // connection arriving after that poll would be (reset by the close, its request with it).
   for (const server of servers) {
     listening++
     setImmediate(() => {
       stopAccepting(server)
-      listening--
+      if (--listening > 0) return
+      tracker.closeFromNow()
+      queuePass()
       if (tracker.conns.size === 0) finish()
     })
   }
+  if (listening === 0) tracker.closeFromNow()
   for (const conn of [...tracker.conns]) {
     if (conn.session !== null) {
       if (conn.inFlight === 0) {

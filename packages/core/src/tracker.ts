@@ -262,13 +262,21 @@ export class Tracker implements ConnectionOwner {
 
   // ---- policy and events -----------------------------------------------------------------
 
-  /** From now on every response carries `Connection: close` (in a gradual drain, from each connection's turn in `windowMs`). */
-  startDraining(windowMs = 0): void {
+  /**
+   * Marks draining: every response carries `Connection: close` (in a gradual drain, from each
+   * connection's turn in `windowMs`), from now on or, with `held`, from `closeFromNow()` on.
+   */
+  startDraining(windowMs = 0, held = false): void {
     if (this.policy.draining) return
-    this.policy.drainStartMs = now()
+    this.policy.drainStartMs = held ? Infinity : now()
     this.policy.drainWindowMs = windowMs
     this.policy.draining = true
     this.emit('draining')
+  }
+
+  /** A drain held by `startDraining(…, true)` closes from now on (the listeners are closed). */
+  closeFromNow(): void {
+    if (this.policy.drainStartMs === Infinity) this.policy.drainStartMs = now()
   }
 
   setLoad(load: number): void {

@@ -194,7 +194,7 @@ export interface KeepAliveController {
   stats(): KeepAliveStats
   /** Mark draining: every response from now on carries `Connection: close`; nothing is closed yet. */
   drain(): void
-  /** Graceful drain with a deadline; a second call returns the same promise. */
+  /** Graceful drain with a deadline (responses close from the listeners' close on); a second call returns the same promise. */
   shutdown(options?: ShutdownOptions): Promise<ShutdownReport>
   /** Subscribe to an event. */
   on<E extends keyof KeepAliveEvents>(event: E, listener: (...args: KeepAliveEvents[E]) => void): KeepAliveController
