@@ -30,8 +30,8 @@ export interface Drain {
 }
 
 /**
- * Drains every connection of a tracker: stop accepting; every response from now on carries
- * `Connection: close`; an idle socket closes once it has been quiet for the quiet period with no
+ * Drains every connection of a tracker: stop accepting (from this turn's check phase); from that
+ * close on, every response carries `Connection: close` (docs/architecture.md §7); an idle socket closes once it has been quiet for the quiet period with no
  * request arriving (a request already sent reaches us first and is answered); HTTP/2 sessions get
  * GOAWAY; at the deadline whatever is left is destroyed.
  */
