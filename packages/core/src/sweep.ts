@@ -1,6 +1,6 @@
 // The idle sweep: one unref'd timer per controller that closes expired connections from the check
-// phase, the backstop that bounds every socket, and the closing rule shared with the drain and
-// eviction (docs/architecture.md §6).
+// phase, the backstop that bounds every socket, the closing rule shared with the drain and eviction,
+// and eviction itself (docs/architecture.md §6, §7).
 import { now, type Connection } from './connection.js'
 import { requestsBegun, responsePending } from './response.js'
 import type { AttachableServer } from './types.js'
@@ -108,6 +108,35 @@ function pastBackstop(conn: Connection, time: number, boundMs: number, begun: Be
 function headersTimeout(server: AttachableServer): number {
   const ms = (server as { headersTimeout?: unknown }).headersTimeout
   return typeof ms === 'number' && ms > 0 ? ms : 60_000
+}
+
+/** What eviction works on: a tracker. */
+export interface EvictionTarget {
+  readonly conns: ReadonlySet<Connection>
+  /** Connections waiting for a request, longest-waiting first. */
+  readonly waiting: Iterable<Connection>
+  readonly leavingCount: number
+  readonly options: { readonly maxConnections: number; readonly drainQuietMs: number }
+}
+
+/**
+ * Eviction over `maxConnections`, from the check phase: closes the longest-waiting idle connections
+ * the closing rule allows, as many as are over the cap; newcomers accepted since `newcomersSince`
+ * are served (§7).
+ */
+export function evictIdle(target: EvictionTarget, newcomersSince: number): void {
+  let excess = target.conns.size - target.leavingCount - target.options.maxConnections
+  if (excess <= 0) return
+  const time = now()
+  const begun = createBegun()
+  for (const conn of target.waiting) {
+    if (excess <= 0) break
+    if (conn.state === 'new' && conn.createdAt >= newcomersSince) continue
+    if (closable(conn, time, target.options.drainQuietMs, begun)) {
+      conn.close('evicted')
+      excess--
+    }
+  }
 }
 
 /** The sweep of one controller. */

@@ -8,7 +8,7 @@ import { Decider, numberResponse, predictedFor } from './decision.js'
 import type { ResolvedOptions } from './options.js'
 import { applyLoad, initialPolicy, type PolicyState } from './policy.js'
 import { hookHeaders, kConnection, watchFirstMessage } from './response.js'
-import { closable, createBegun } from './sweep.js'
+import { evictIdle } from './sweep.js'
 import { CLOSE_REASONS, type AttachableServer, type CloseReason, type KeepAliveEvents } from './types.js'
 
 /** Ms the first request may take to start on a connection whose keep-alive is off. */
@@ -71,10 +71,8 @@ export class Tracker implements ConnectionOwner {
   leavingCount = 0
   drainHooks: DrainHooks = NO_DRAIN
   /**
-   * Whether each socket has a 'close' listener. It costs ~200 B per connection, so it is kept only
-   * where a close must be seen at once: under `maxConnections` or `maxConnectionsPerIp`, and while
-   * draining. Otherwise the sweep releases closed sockets within one interval, and `purge()` before
-   * `stats()` makes the counts exact.
+   * Whether each socket has a 'close' listener (~200 B each): only where a close must be seen at once
+   * (caps, drain); else the sweep releases closed sockets within one tick and `purge()` precedes `stats()`.
    */
   private watching: boolean
   private evictQueued = false
@@ -232,9 +230,8 @@ export class Tracker implements ConnectionOwner {
   // ---- eviction --------------------------------------------------------------------------
 
   /**
-   * Over `maxConnections`: close the longest-quiet idle connections, by the drain's rule (quiet
-   * for the quiet period, no request begun), from the check phase so what arrived is read first.
-   * If none qualifies, the newcomer is served and the next responses close (counted as evicted).
+   * Over `maxConnections`: queue eviction (`evictIdle`) for the check phase. If nothing qualifies, the
+   * newcomer is served and the next responses close (counted as evicted).
    */
   makeRoom(): void {
     this.checkCap()
@@ -246,18 +243,7 @@ export class Tracker implements ConnectionOwner {
 
   private readonly evict = (): void => {
     this.evictQueued = false
-    let excess = this.conns.size - this.leavingCount - this.options.maxConnections
-    if (excess <= 0) return
-    const time = now()
-    const begun = createBegun()
-    for (const conn of this.waiting) {
-      if (excess <= 0) break
-      if (conn.state === 'new' && conn.createdAt >= this.evictQueuedAt) continue // a newcomer is served
-      if (closable(conn, time, this.options.drainQuietMs, begun)) {
-        conn.close('evicted')
-        excess--
-      }
-    }
+    evictIdle(this, this.evictQueuedAt)
   }
 
   // ---- policy and events -----------------------------------------------------------------
