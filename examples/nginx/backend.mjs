@@ -4,7 +4,7 @@
 // Default: @keepalive/express told nginx's upstream keepalive_timeout (`behind`), so it never closes a
 // connection nginx may still reuse, and gracefulShutdown drains on SIGTERM: stop accepting (nginx's next
 // connect is refused and it moves on to the other backend), answer what is in flight and whatever
-// arrives on open connections with `Connection: close`, close idle connections once quiet, exit.
+// arrives on open connections with `Connection: close`, close idle connections once quiet (1 s), exit.
 // --naive: the usual setup: plain Express, server.keepAliveTimeout below nginx's keepalive_timeout,
 // and on SIGTERM server.close() then process.exit().
 // Prints `listening on http://127.0.0.1:<port>` once it accepts connections.
@@ -53,6 +53,10 @@ if (args.naive) {
   gracefulShutdown(server, {
     keepAlive: ka,
     readinessDelay: Number(args['readiness-delay']),
+    // nginx hands each request to a pooled connection, so it runs its whole pool into the drain's
+    // `Connection: close` within a few dozen requests; 1 s leaves room for an nginx that is starved of
+    // CPU before the drain closes what it has not reached (README.md: "The idle close against a stalled proxy").
+    drainQuiet: 1,
     logger: (line) => console.log(`${name}: ${line}`),
   })
 }
