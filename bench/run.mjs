@@ -1,4 +1,4 @@
-// `pnpm bench [--quick] [--pairs N] [--seconds S] [suite ...]`: the benchmark suites of keepalive,
+// `pnpm bench [--quick] [--pairs N] [--seconds S] [--framework node|express|koa|fastify] [suite ...]`: the benchmark suites of keepalive,
 // against the built packages (run `pnpm build` first). Each suite runs its variants in one run,
 // alternating, and prints a table of medians, spread and ratio. `--quick` runs every suite for a
 // few seconds, to check the scripts, not to measure. Results also go to bench/.out/<date>.json.
@@ -8,17 +8,20 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { benchDir, createLoadGenerator, pinning, rootDir, warn, wrkVersion } from './lib/util.mjs'
 
+/** What `--framework` takes: the like-with-like suite then measures that framework alone. */
+const FRAMEWORK_NAMES = ['node', 'express', 'koa', 'fastify']
 const SUITES = ['overhead', 'like', 'decision', 'gain', 'shutdown', 'memory', 'pressure', 'cluster']
 
 function parseArgs(argv) {
-  const args = { quick: false, pairs: undefined, seconds: undefined, suites: [] }
+  const args = { quick: false, pairs: undefined, seconds: undefined, framework: undefined, suites: [] }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--quick') args.quick = true
     else if (arg === '--pairs') args.pairs = Number(argv[++i])
     else if (arg === '--seconds') args.seconds = Number(argv[++i])
+    else if (arg === '--framework') args.framework = argv[++i]
     else if (arg === '--help' || arg === '-h') {
-      console.log(`usage: pnpm bench [--quick] [--pairs N] [--seconds S] [${SUITES.join('|')} ...]`)
+      console.log(`usage: pnpm bench [--quick] [--pairs N] [--seconds S] [--framework ${FRAMEWORK_NAMES.join('|')}] [${SUITES.join('|')} ...]`)
       process.exit(0)
     } else if (SUITES.includes(arg)) args.suites.push(arg)
     else {
@@ -28,6 +31,9 @@ function parseArgs(argv) {
   }
   if (args.pairs !== undefined && !(Number.isInteger(args.pairs) && args.pairs >= 1)) throw new RangeError('--pairs must be a whole number >= 1')
   if (args.seconds !== undefined && !(args.seconds > 0)) throw new RangeError('--seconds must be > 0')
+  if (args.framework !== undefined && !FRAMEWORK_NAMES.includes(args.framework)) {
+    throw new RangeError(`--framework must be one of ${FRAMEWORK_NAMES.join(', ')}, got ${JSON.stringify(args.framework)}`)
+  }
   if (args.suites.length === 0) args.suites = SUITES
   return args
 }
@@ -36,7 +42,13 @@ function version(name) {
   return JSON.parse(readFileSync(join(rootDir, 'node_modules', name, 'package.json'), 'utf8')).version
 }
 
-const args = parseArgs(process.argv.slice(2))
+let args
+try {
+  args = parseArgs(process.argv.slice(2))
+} catch (error) {
+  console.error(error.message)
+  process.exit(2)
+}
 for (const pkg of ['core', 'express', 'koa', 'fastify', 'prometheus', 'cluster']) {
   if (!existsSync(join(rootDir, 'packages', pkg, 'dist', 'index.js'))) {
     console.error(`packages/${pkg}/dist is missing: run \`pnpm build\` first (the bench measures the built packages).`)
@@ -75,7 +87,7 @@ console.log(
 if (pins === null) warn('cannot pin processes to cores (needs taskset and 2+ cores): server and load generator share the CPUs')
 if (environment.loadavg[0] > 0.7 && !args.quick) warn(`the machine is busy (1-minute load average ${environment.loadavg[0]}): figures will be noisy`)
 
-const ctx = { quick: args.quick, pairs: args.pairs, seconds: args.seconds, load }
+const ctx = { quick: args.quick, pairs: args.pairs, seconds: args.seconds, framework: args.framework, load }
 const results = { environment, suites: {} }
 let failed = false
 for (const name of args.suites) {

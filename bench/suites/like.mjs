@@ -19,6 +19,19 @@ export const COMPARISONS = [
   { name: 'ours (defaults) vs bare + maxRequestsPerSocket: 1000', a: { maxRequestsPerSocket: 1000 }, b: { keepalive: {} } },
 ]
 
+/**
+ * Express only: the policy applied through `attach()` alone, without `app.use()`: Node's request
+ * channel brings every request to keepalive, so this separates Express's cost of one more middleware
+ * layer from keepalive's own.
+ */
+export const EXPRESS_COMPARISONS = [
+  {
+    name: 'ours (defaults, attach() only, no app.use) vs bare + maxRequestsPerSocket: 1000',
+    a: { maxRequestsPerSocket: 1000 },
+    b: { keepalive: {}, middleware: false },
+  },
+]
+
 /** One measured run: req/s, requests and the server's CPU µs over the run. */
 async function measure(ctx, server, connections, seconds) {
   const acceptedBefore = await server.call('accepted')
@@ -73,9 +86,10 @@ export async function run(ctx) {
   const rows = []
   const result = { pairs, seconds, connections, frameworks: {} }
   // --quick checks the script, not the figures: one framework is enough for that.
-  for (const { label, framework } of ctx.quick ? FRAMEWORKS.slice(0, 1) : FRAMEWORKS) {
+  const frameworks = ctx.framework !== undefined ? FRAMEWORKS.filter((f) => f.framework === ctx.framework) : ctx.quick ? FRAMEWORKS.slice(0, 1) : FRAMEWORKS
+  for (const { label, framework } of frameworks) {
     result.frameworks[label] = {}
-    for (const comparison of COMPARISONS) {
+    for (const comparison of framework === 'express' ? [...COMPARISONS, ...EXPRESS_COMPARISONS] : COMPARISONS) {
       const measured = await abbaPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections })
       const cpuRatios = measured.map((p) => cpuPerRequest(p.b) / cpuPerRequest(p.a))
       const rpsRatios = measured.map((p) => p.b.rps / p.a.rps)
