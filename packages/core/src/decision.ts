@@ -61,7 +61,9 @@ export class Decider {
    */
   decide(conn: Connection, res: object, statusCode: number, inStore: boolean): void {
     const r = res as TrackedResponse
-    const n = r[kSequence] ?? conn.started
+    // Alone in flight, the response is the connection's latest request; pipelined behind others it
+    // carries its number, and one that does not was first of its burst (everything before it done).
+    const n = conn.started === conn.finished + 1 ? conn.started : (r[kSequence] ?? conn.finished + 1)
     if (inStore) return this.decideInStore(conn, r, statusCode, n)
     const reason = this.reasonToClose(conn, n)
     if (reason !== null) {

@@ -1,4 +1,4 @@
-// The connection headers as text: the Keep-Alive codec, its cached values, and what Node reads in a Connection header; pure, no I/O.
+// The connection headers as text: the Keep-Alive codec, its cached values, what Node reads in a Connection header, and moving writeHead() headers into the header store (public API only); no I/O.
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { KeepAliveParams } from './types.js'
 
@@ -121,4 +121,38 @@ function isConnectionHeader(name: string): boolean {
   if (name.length !== 10) return false
   const lower = name.toLowerCase()
   return lower === 'connection' || lower === 'keep-alive'
+}
+
+/** The part of a response's header store `absorbHeaders` writes to (public API only). */
+export interface HeaderStore {
+  removeHeader(name: string): void
+  appendHeader(name: string, value: string): unknown
+  setHeader(name: string, value: string): unknown
+}
+
+/**
+ * Moves headers passed to `writeHead()` into the response's header store, as Node itself does
+ * when headers were already set, so the decision sees every header in one place.
+ * Returns false for input Node will reject (odd flat arrays); Node then throws its own error.
+ */
+export function absorbHeaders(res: HeaderStore, headers: HeaderInput): boolean {
+  if (Array.isArray(headers)) {
+    if (headers.length > 0 && Array.isArray(headers[0])) {
+      for (const entry of headers as readonly (readonly [string, string])[]) res.removeHeader(entry[0])
+      for (const entry of headers as readonly (readonly [string, string])[]) res.appendHeader(entry[0], entry[1])
+      return true
+    }
+    if (headers.length % 2 !== 0) return false
+    for (let i = 0; i < headers.length; i += 2) res.removeHeader(String(headers[i]))
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i] as string
+      if (name) res.appendHeader(name, headers[i + 1] as string)
+    }
+    return true
+  }
+  const object = headers as OutgoingHttpHeaders
+  for (const name in object) {
+    if (name && Object.hasOwn(object, name)) res.setHeader(name, object[name] as string)
+  }
+  return true
 }

@@ -1,8 +1,8 @@
 // Node's HTTP internals, in one file: the writeHead hook, the decision applied to Node's response
 // fields, and what a socket's parser says (docs/architecture.md §5).
-import { IncomingMessage, ServerResponse, type OutgoingHttpHeaders } from 'node:http'
+import { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { namesConnectionHeaders, saysClose, type HeaderInput } from './header.js'
+import { absorbHeaders, namesConnectionHeaders, saysClose, type HeaderInput } from './header.js'
 
 type WriteHead = (this: ServerResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput) => ServerResponse
 
@@ -33,6 +33,9 @@ interface NodeResponseFields {
   _last: boolean
   useChunkedEncodingByDefault: boolean
   req: IncomingMessage
+  /** The header block once written (what `headersSent` tests), else null. */
+  _header: string | null
+  socket: Socket | null
 }
 
 /** Where a tracked socket keeps its per-connection state. */
@@ -184,60 +187,45 @@ export function requestsBegun(server: object): Set<unknown> | null {
 
 // ---- the writeHead hook --------------------------------------------------------------------
 
-/**
- * Moves headers passed to `writeHead()` into the response's header store, as Node itself does
- * when headers were already set, so the decision sees every header in one place.
- * Returns false for input Node will reject (odd flat arrays); Node then throws its own error.
- */
-function absorbHeaders(res: ServerResponse, headers: HeaderInput): boolean {
-  if (Array.isArray(headers)) {
-    if (headers.length > 0 && Array.isArray(headers[0])) {
-      for (const entry of headers as readonly (readonly [string, string])[]) res.removeHeader(entry[0])
-      for (const entry of headers as readonly (readonly [string, string])[]) res.appendHeader(entry[0], entry[1])
-      return true
-    }
-    if (headers.length % 2 !== 0) return false
-    for (let i = 0; i < headers.length; i += 2) res.removeHeader(String(headers[i]))
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i] as string
-      if (name) res.appendHeader(name, headers[i + 1] as string)
-    }
-    return true
-  }
-  const object = headers as OutgoingHttpHeaders
-  for (const name in object) {
-    if (name && Object.hasOwn(object, name)) res.setHeader(name, object[name] as string)
-  }
-  return true
+// Shared by every response: installing it is one property write, no closure per request. Express
+// swaps each response's prototype, which gives every response object a map of its own, so each read
+// of a response's property is a slow lookup there: this path reads as few as it can (§9).
+function keepAliveWriteHead(this: HookedResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
+  return hookedWriteHead(this, (Object.getPrototypeOf(this) as { writeHead: WriteHead }).writeHead, statusCode, reason, headers)
 }
 
-// Shared by every response: installing it is one property write, no closure per request.
-function keepAliveWriteHead(this: HookedResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
-  const next = this[kNext] ?? (Object.getPrototypeOf(this) as { writeHead: WriteHead }).writeHead
-  const listener = (this.req.socket as ListenedSocket | null)?.[kConnection]
-  if (listener === undefined || this.headersSent) return next.call(this, statusCode, reason as string, headers)
+/** The hook of a response that had a `writeHead` wrapper of its own when it was hooked. */
+function keepAliveWriteHeadChained(this: HookedResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
+  return hookedWriteHead(this, this[kNext] as WriteHead, statusCode, reason, headers)
+}
+
+function hookedWriteHead(res: HookedResponse, next: WriteHead, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
+  const fields = res as unknown as NodeResponseFields
+  // A pipelined response is given its socket only once those before it are done.
+  const socket = (fields.socket ?? res.req.socket) as ListenedSocket | null
+  const listener = socket?.[kConnection]
+  if (listener === undefined || (nodeFields ? fields._header !== null : res.headersSent)) return next.call(res, statusCode, reason as string, headers)
   // Node's own reading of the arguments (lib/_http_server.js writeHead): a string is the reason
   // phrase; otherwise the headers are the third argument, or the second.
   const message = typeof reason === 'string' ? reason : undefined
   const given = message === undefined ? (headers ?? (reason as HeaderInput | undefined)) : headers
-  const fields = this as unknown as NodeResponseFields
   // The common case: the application leaves the connection headers to us, Node writes them from
   // the fields the decision sets, and the headers given here pass through untouched.
   const named = given != null && namesConnectionHeaders(given)
   if (
     nodeFields &&
     !named &&
-    !this.hasHeader('connection') &&
-    !this.hasHeader('keep-alive') &&
+    !res.hasHeader('connection') &&
+    !res.hasHeader('keep-alive') &&
     !fields._removedConnection &&
     !(fields._removedContLen && fields._removedTE)
   ) {
-    listener.beforeHeaders(this, statusCode, false)
-    return next.call(this, statusCode, reason as string, headers)
+    listener.beforeHeaders(res, statusCode, false)
+    return next.call(res, statusCode, reason as string, headers)
   }
-  if (given != null && !absorbHeaders(this, given)) return next.call(this, statusCode, reason as string, headers)
-  listener.beforeHeaders(this, statusCode, true)
-  return message === undefined ? next.call(this, statusCode) : next.call(this, statusCode, message)
+  if (given != null && !absorbHeaders(res, given)) return next.call(res, statusCode, reason as string, headers)
+  listener.beforeHeaders(res, statusCode, true)
+  return message === undefined ? next.call(res, statusCode) : next.call(res, statusCode, message)
 }
 
 /**
@@ -247,11 +235,15 @@ function keepAliveWriteHead(this: HookedResponse, statusCode: number, reason?: s
  */
 export function hookHeaders(res: ServerResponse): void {
   const own = Object.hasOwn(res, 'writeHead') ? (res as HookedResponse).writeHead : undefined
-  if (own === (keepAliveWriteHead as unknown)) return
-  if (own !== undefined) (res as HookedResponse)[kNext] = own as WriteHead
-  res.writeHead = keepAliveWriteHead as ServerResponse['writeHead']
+  if (own === (keepAliveWriteHead as unknown) || own === (keepAliveWriteHeadChained as unknown)) return
+  let hook = keepAliveWriteHead
+  if (own !== undefined) {
+    ;(res as HookedResponse)[kNext] = own as WriteHead
+    hook = keepAliveWriteHeadChained
+  }
+  res.writeHead = hook as ServerResponse['writeHead']
   // Node 20 to 24 keep the deprecated alias writeHeader (DEP0063), which would bypass the hook.
-  if (hasWriteHeader) (res as unknown as { writeHeader: unknown }).writeHeader = keepAliveWriteHead
+  if (hasWriteHeader) (res as unknown as { writeHeader: unknown }).writeHeader = hook
 }
 
 const hasWriteHeader = typeof (ServerResponse.prototype as unknown as { writeHeader?: unknown }).writeHeader === 'function'

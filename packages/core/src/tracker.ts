@@ -144,8 +144,9 @@ export class Tracker implements ConnectionOwner {
    * read: the per-request path reads it once, as the response ends (docs/architecture.md §6, §9).
    */
   requestStarted(conn: Connection, res: ServerResponse): void {
+    // Numbered only behind a request still in flight (pipelined): alone, its number is `started`.
+    if (conn.started !== conn.finished) numberResponse(res, conn.started + 1)
     conn.requestStarted()
-    numberResponse(res, conn.started)
     hookHeaders(res)
   }
 
