@@ -41,14 +41,18 @@ function appResponse() {
   return res
 }
 
-// One request through the channels, as Node runs it: the tracker starts tracking the socket, hooks
-// the response and numbers it.
+// Two requests through the channels, as Node runs them: the tracker starts tracking the socket and
+// hooks each response; the second, pipelined behind the first, is numbered.
 const first = appResponse()
 requestStart.publish({ request: req, response: first, socket, server })
+const second = appResponse()
+requestStart.publish({ request: req, response: second, socket, server })
 first.writeHead(200)
 responseFinish.publish({ request: req, response: first, socket, server })
+second.writeHead(200)
+responseFinish.publish({ request: req, response: second, socket, server })
 const kConnection = symbolNamed(socket, 'keepalive.connection')
-const kSequence = symbolNamed(first, 'keepalive.sequence')
+const kSequence = symbolNamed(second, 'keepalive.sequence')
 const conn = socket[kConnection]
 const tracker = conn.owner
 const hookedWriteHead = first.writeHead
