@@ -173,6 +173,32 @@ describe('adaptive: a user signal', () => {
     expectConsistent(reply)
   })
 
+  // A response's keep-alive fields are written as its request starts (before Express swaps its
+  // prototype); a load sample that lands while the request runs must still reach its headers.
+  it('advertises the numbers in force as the headers go out, not those of the request start', async () => {
+    let signal = 0
+    const started: (() => void)[] = []
+    const { pool } = await start({ timeout: 10, max: 100, adaptive: { signal: () => signal, interval: 0.02 } }, (req, res, ka) => {
+      if (req.url !== '/slow') return reportPolicy(ka, res)
+      for (const resolve of started.splice(0)) resolve()
+      // Answered once a sample at the new load has rescaled the policy.
+      void until(ka, (stats) => stats.timeout < 10 && stats.max! < 100, 'a scaled timeout and max').then(() => reportPolicy(ka, res))
+    })
+    const clients = pool(1)
+    const before = await get(clients)
+    expect(before.headers).toEqual({ connection: 'keep-alive', keepAlive: 'timeout=10, max=99' })
+    const running = new Promise<void>((resolve) => started.push(resolve))
+    const reply = get(clients, '/slow')
+    await running
+    signal = 0.8
+    const after = await reply
+    expectConsistent(after)
+    expect(after.policy.timeout).toBeLessThan(10)
+    expect(after.policy.max).toBeLessThan(100)
+    // The second request on the connection: max= is what is left of the scaled max after it.
+    expect(after.headers).toEqual({ connection: 'keep-alive', keepAlive: `timeout=${Math.floor(after.policy.timeout)}, max=${after.policy.max! - 2}` })
+  })
+
   it('does not flap for a signal alternating between 0.93 and 0.97 around shedAt 0.95', async () => {
     let mode: 'idle' | 'full' | 'alternating' = 'idle'
     let alternations = 0

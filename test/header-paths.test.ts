@@ -137,4 +137,30 @@ describe('the application changing its mind', () => {
     expectHeaders(responses[1]!, { 'keep-alive': 'timeout=5, max=998' })
     expect(closedAfter).toBe(false)
   })
+
+  // The hook takes a response's first writeHead() as one that wrote nothing yet: one that threw
+  // must leave the next call its own decision.
+  it('decides again when a writeHead() that threw is followed by another, with the Connection the application set since', async () => {
+    const port = await serve((_req, res) => {
+      expect(() => res.writeHead(1000)).toThrow(expect.objectContaining({ code: 'ERR_HTTP_INVALID_STATUS_CODE' }))
+      res.setHeader('Connection', 'close')
+      res.writeHead(500, { 'content-length': '2' }).end('no')
+    })
+    const { responses, closedAfter } = await exchange(port, 1)
+    expect(responses[0]!.status).toBe(500)
+    expectHeaders(responses[0]!, { connection: 'close', 'keep-alive': null })
+    expect(closedAfter).toBe(true)
+  })
+
+  it('keeps the count right when the application calls writeHead() again after its headers went out', async () => {
+    const port = await serve((_req, res) => {
+      res.writeHead(200, { 'content-length': '2' })
+      expect(() => res.writeHead(201, { connection: 'close' })).toThrow(expect.objectContaining({ code: 'ERR_HTTP_HEADERS_SENT' }))
+      res.end('ok')
+    })
+    const { responses, closedAfter } = await exchange(port, 2)
+    expectHeaders(responses[0]!, { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=999' })
+    expectHeaders(responses[1]!, { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=998' })
+    expect(closedAfter).toBe(false)
+  })
 })

@@ -85,6 +85,13 @@ export class Connection implements HeadersListener, FirstMessageListener {
   session: TrackedSession | null = null
   /** A random whole number in [0, 2^30): this connection's maxAge jitter and its turn in a gradual drain. */
   readonly seed = (Math.random() * 0x40000000) | 0
+  /**
+   * The decider's preset epoch when its latest request started: that request's response then has
+   * the keep-alive fields written already (-1: none). See `Decider.preset`.
+   */
+  presetEpoch = -1
+  /** The number (1-based) of the response a close was last predicted for, or 0. */
+  predictedN = 0
 
   constructor(
     readonly owner: ConnectionOwner,
@@ -153,29 +160,39 @@ export class Connection implements HeadersListener, FirstMessageListener {
     }
   }
 
+  /** The connection's latest request started with its response's keep-alive fields preset in `epoch`. */
+  preset(epoch: number): void {
+    this.presetEpoch = epoch
+  }
+
   /**
-   * The decision for a response predicted that it closes the connection (`reason` null: not for a
-   * reason of ours, e.g. the client asked). It stands once Node really ends the socket (`responseEnded`).
+   * The decision for response `n` (0: an HTTP/2 session's GOAWAY) predicted that it closes the
+   * connection (`reason` null: not for a reason of ours, e.g. the client asked). It stands once
+   * Node really ends the socket (`responseEnded`).
    */
-  predictClose(reason: CloseReason | null): void {
+  predictClose(reason: CloseReason | null, n = 0): void {
     if (this.state === 'closed' || this.state === 'detached') return
     this.setLeaving(true)
+    this.predictedN = n
     if (reason !== null) this.reason = reason
   }
 
   /**
-   * An HTTP/1 response ended. What Node decided for it (`_last`: it ends the socket now) is the
-   * truth; a prediction made before its headers were written is corrected here, never left standing.
+   * An HTTP/1 response ended (responses end in order: Node gives a pipelined response its socket
+   * only after those before it). What Node decided for it (`_last`: it ends the socket now) is the
+   * truth; a prediction made before its headers were written is corrected here, never left
+   * standing. Of a pipelined burst's predictions the latest is kept: a wrong one for an earlier
+   * response is corrected when the last predicted response ends.
    */
-  responseEnded(res: object, predicted: CloseReason | null | undefined, time: number): void {
+  responseEnded(res: object, time: number): void {
+    const predicted = this.predictedN === this.finished + 1
     if (lastResponse(res)) {
       if (this.state !== 'closing' && this.state !== 'closed') {
         if (this.waiting) this.owner.idle(this, false)
         this.state = 'closing'
       }
-      if (predicted != null) this.reason = predicted
       this.setLeaving(true)
-    } else if (predicted !== undefined && this.state !== 'closing') {
+    } else if (predicted && this.state !== 'closing') {
       // Predicted to close, but Node keeps the connection (the application made it keep-alive).
       this.reason = null
       this.setLeaving(false)

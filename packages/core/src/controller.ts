@@ -43,6 +43,8 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
   }
 
   function handle(req: AnyRequest, res: AnyResponse): void {
+    // Handled by the request channel a moment ago (the usual case: the middleware runs first).
+    if (res === tracker.latestResponse) return
     const socket = req.socket as SocketWithServer | null
     if (socket === null || socket === undefined) return
     // Once attached, Node's request channel has already handled this request.

@@ -5,27 +5,14 @@ import { now, type Connection } from './connection.js'
 import { HeaderCache, parseKeepAlive, saysClose } from './header.js'
 import type { ResolvedOptions } from './options.js'
 import { closeReason, type PolicyState } from './policy.js'
-import { closeByFields, keepByFields, nodeKeepsAlive } from './response.js'
+import { closeByFields, keepByFields, nodeFields, nodeKeepsAlive } from './response.js'
 import type { CloseReason } from './types.js'
 
 /** A response's place on its connection (1-based), set as its request starts. */
 const kSequence = Symbol('keepalive.sequence')
-/** Set on a response the decision predicted to close its connection: why (null: not for a reason of ours). */
-const kPredicted = Symbol('keepalive.predicted')
 
 interface TrackedResponse extends ServerResponse {
   [kSequence]?: number
-  [kPredicted]?: CloseReason | null
-}
-
-/** Numbers a response by its request's place: pipelined responses may write their headers out of order. */
-export function numberResponse(res: object, n: number): void {
-  ;(res as TrackedResponse)[kSequence] = n
-}
-
-/** The close the decision predicted for a response: a reason, null (not ours), or undefined (none). */
-export function predictedFor(res: object): CloseReason | null | undefined {
-  return (res as TrackedResponse)[kPredicted]
 }
 
 /** Writes `Connection: close` in the header store, without any `Keep-Alive` beside it. */
@@ -48,11 +35,44 @@ export class Decider {
     public longestIdleMs: number,
   ) {
     this.headers = new HeaderCache(policy.timeoutMs)
+    this.presetTimeoutMs = policy.timeoutMs
+    this.presetMax = policy.max
   }
+
+  /**
+   * The policy numbers the fields of requests started in `epoch` were preset with. The epoch moves
+   * when a request starts under numbers that changed since (the load policy rescaled them).
+   */
+  private epoch = 0
+  private presetTimeoutMs: number
+  private presetMax: number
 
   /** The advertised timeout changed: header values are built anew. */
   timeoutChanged(): void {
     this.headers.reset(this.policy.timeoutMs)
+  }
+
+  /**
+   * A request started (`conn.started` counts it; `pipelined`: behind another still in flight): its
+   * response is numbered when pipelined and, on the fields path,
+   * its keep-alive fields written now with the policy's numbers. Express swaps every response's
+   * prototype as its handler starts, after which each write to the response is a slow lookup
+   * (docs/architecture.md §9): written here, before that, the decision as headers go out only
+   * checks that nothing changed.
+   */
+  requestStarted(conn: Connection, res: ServerResponse, pipelined: boolean): void {
+    const n = conn.started
+    // Numbered only when pipelined: alone, a response's number is its connection's `started`.
+    if (pipelined) (res as TrackedResponse)[kSequence] = n
+    if (!nodeFields) return
+    const policy = this.policy
+    if (policy.timeoutMs !== this.presetTimeoutMs || policy.max !== this.presetMax) {
+      this.presetTimeoutMs = policy.timeoutMs
+      this.presetMax = policy.max
+      this.epoch++
+    }
+    keepByFields(res, policy.timeoutMs, policy.max === Infinity ? 0 : Math.max(0, policy.max - n))
+    conn.preset(this.epoch)
   }
 
   /**
@@ -63,17 +83,22 @@ export class Decider {
     const r = res as TrackedResponse
     // Alone in flight, the response is the connection's latest request; pipelined behind others it
     // carries its number, and one that does not was first of its burst (everything before it done).
-    const n = conn.started === conn.finished + 1 ? conn.started : (r[kSequence] ?? conn.finished + 1)
+    const alone = conn.started === conn.finished + 1
+    const n = alone ? conn.started : (r[kSequence] ?? conn.finished + 1)
     if (inStore) return this.decideInStore(conn, r, statusCode, n)
     const reason = this.reasonToClose(conn, n)
     if (reason !== null) {
       // Node writes `Connection: close` and ends the socket after this response.
       closeByFields(r)
-      this.predictClose(conn, r, reason)
+      conn.predictClose(reason, n)
       return
     }
     const policy = this.policy
-    keepByFields(r, policy.timeoutMs, policy.max === Infinity ? 0 : policy.max - n)
+    // Alone in flight, the response is the connection's latest request: preset as it started, and
+    // still right unless the policy's numbers moved since.
+    if (!alone || conn.presetEpoch !== this.epoch || policy.timeoutMs !== this.presetTimeoutMs || policy.max !== this.presetMax) {
+      keepByFields(r, policy.timeoutMs, policy.max === Infinity ? 0 : policy.max - n)
+    }
     conn.keepFor(policy.timeoutMs + this.options.graceMs)
   }
 
@@ -85,13 +110,13 @@ export class Decider {
       // Keep-Alive beside it.
       if (!saysClose(res.getHeader('connection'))) closeInStore(res)
       else if (res.hasHeader('keep-alive')) res.removeHeader('keep-alive')
-      this.predictClose(conn, res, null)
+      conn.predictClose(null, n)
       return
     }
     const reason = this.reasonToClose(conn, n)
     if (reason !== null) {
       closeInStore(res)
-      this.predictClose(conn, res, reason)
+      conn.predictClose(reason, n)
       return
     }
     const grace = this.options.graceMs
@@ -106,11 +131,6 @@ export class Decider {
     const idleMs = (promised === undefined ? this.policy.timeoutMs : Math.min(promised * 1000, 0x7fffffff - grace)) + grace
     conn.keepFor(idleMs)
     if (idleMs > this.longestIdleMs) this.longestIdleMs = idleMs
-  }
-
-  private predictClose(conn: Connection, res: TrackedResponse, reason: CloseReason | null): void {
-    res[kPredicted] = reason
-    conn.predictClose(reason)
   }
 
   private reasonToClose(conn: Connection, n: number): CloseReason | null {

@@ -187,9 +187,47 @@ export function requestsBegun(server: object): Set<unknown> | null {
 
 // ---- the writeHead hook --------------------------------------------------------------------
 
-// Shared by every response: installing it is one property write, no closure per request. Express
-// swaps each response's prototype, which gives every response object a map of its own, so each read
-// of a response's property is a slow lookup there: this path reads as few as it can (§9).
+/**
+ * Node's header store on a response (`kOutHeaders` in lib/_http_outgoing.js: null, or an object of
+ * `[name, value]` pairs keyed by lower-case name), found once at load and checked like the fields
+ * above; undefined where this Node has none, and `hasHeader()` answers instead.
+ */
+const kOutHeaders: symbol | undefined = findHeaderStore()
+
+function findHeaderStore(): symbol | undefined {
+  try {
+    const res = new ServerResponse(new IncomingMessage(null as unknown as Socket))
+    const symbol = Object.getOwnPropertySymbols(res).find((s) => s.description === 'kOutHeaders')
+    if (symbol === undefined) return undefined
+    const store = (): Record<string, unknown> | null | undefined => (res as unknown as Record<symbol, Record<string, unknown> | null | undefined>)[symbol]
+    if (store() !== null) return undefined
+    res.setHeader('Connection', 'close')
+    if (store()?.connection === undefined || store()?.['keep-alive'] !== undefined) return undefined
+    res.setHeader('Keep-Alive', 'timeout=1')
+    return store()?.['keep-alive'] !== undefined ? symbol : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** True if the application has set a `Connection` or `Keep-Alive` header on this response. */
+function hasConnectionHeaders(res: ServerResponse): boolean {
+  if (kOutHeaders === undefined) return res.hasHeader('connection') || res.hasHeader('keep-alive')
+  const store = (res as unknown as Record<symbol, Record<string, unknown> | null>)[kOutHeaders]
+  return store != null && (store.connection !== undefined || store['keep-alive'] !== undefined)
+}
+
+/**
+ * The response whose request started last and the listener it was hooked for, until its hook runs
+ * or it ends. Most handlers answer within the turn their request started in, so the hook finds its
+ * connection without reading the response: Express swaps each response's prototype, which gives
+ * every response object a map of its own, so each read of a response's property is a slow lookup
+ * there (docs/architecture.md §9). This path reads as few as it can.
+ */
+let hooked: object | null = null
+let hookedListener: HeadersListener | null = null
+
+// Shared by every response: installing it is one property write, no closure per request.
 function keepAliveWriteHead(this: HookedResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
   return hookedWriteHead(this, (Object.getPrototypeOf(this) as { writeHead: WriteHead }).writeHead, statusCode, reason, headers)
 }
@@ -201,10 +239,19 @@ function keepAliveWriteHeadChained(this: HookedResponse, statusCode: number, rea
 
 function hookedWriteHead(res: HookedResponse, next: WriteHead, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
   const fields = res as unknown as NodeResponseFields
-  // A pipelined response is given its socket only once those before it are done.
-  const socket = (fields.socket ?? res.req.socket) as ListenedSocket | null
-  const listener = socket?.[kConnection]
-  if (listener === undefined || (nodeFields ? fields._header !== null : res.headersSent)) return next.call(res, statusCode, reason as string, headers)
+  let listener: HeadersListener | undefined
+  if (res === hooked) {
+    // Its first writeHead(): nothing was written yet. A second call (which Node refuses) or one
+    // after a call that threw goes the way below, which looks at the response.
+    listener = hookedListener as HeadersListener
+    hooked = null
+    hookedListener = null
+  } else {
+    // A pipelined response is given its socket only once those before it are done.
+    const socket = (fields.socket ?? res.req.socket) as ListenedSocket | null
+    listener = socket?.[kConnection]
+    if (listener === undefined || (nodeFields ? fields._header !== null : res.headersSent)) return next.call(res, statusCode, reason as string, headers)
+  }
   // Node's own reading of the arguments (lib/_http_server.js writeHead): a string is the reason
   // phrase; otherwise the headers are the third argument, or the second.
   const message = typeof reason === 'string' ? reason : undefined
@@ -212,14 +259,7 @@ function hookedWriteHead(res: HookedResponse, next: WriteHead, statusCode: numbe
   // The common case: the application leaves the connection headers to us, Node writes them from
   // the fields the decision sets, and the headers given here pass through untouched.
   const named = given != null && namesConnectionHeaders(given)
-  if (
-    nodeFields &&
-    !named &&
-    !res.hasHeader('connection') &&
-    !res.hasHeader('keep-alive') &&
-    !fields._removedConnection &&
-    !(fields._removedContLen && fields._removedTE)
-  ) {
+  if (nodeFields && !named && !hasConnectionHeaders(res) && !fields._removedConnection && !(fields._removedContLen && fields._removedTE)) {
     listener.beforeHeaders(res, statusCode, false)
     return next.call(res, statusCode, reason as string, headers)
   }
@@ -229,11 +269,13 @@ function hookedWriteHead(res: HookedResponse, next: WriteHead, statusCode: numbe
 }
 
 /**
- * Makes the connection's listener run just before this response's headers are written, whether
- * the application calls `writeHead()` or Node writes them implicitly on the first `write()`/`end()`.
- * A `writeHead` wrapper already on the response (on-headers: compression, sessions) stays in the chain.
+ * Makes `listener` run just before this response's headers are written, whether the application
+ * calls `writeHead()` or Node writes them implicitly on the first `write()`/`end()`. A `writeHead`
+ * wrapper already on the response (on-headers: compression, sessions) stays in the chain.
  */
-export function hookHeaders(res: ServerResponse): void {
+export function hookHeaders(res: ServerResponse, listener: HeadersListener): void {
+  hooked = res
+  hookedListener = listener
   const own = Object.hasOwn(res, 'writeHead') ? (res as HookedResponse).writeHead : undefined
   if (own === (keepAliveWriteHead as unknown) || own === (keepAliveWriteHeadChained as unknown)) return
   let hook = keepAliveWriteHead
@@ -244,6 +286,14 @@ export function hookHeaders(res: ServerResponse): void {
   res.writeHead = hook as ServerResponse['writeHead']
   // Node 20 to 24 keep the deprecated alias writeHeader (DEP0063), which would bypass the hook.
   if (hasWriteHeader) (res as unknown as { writeHeader: unknown }).writeHeader = hook
+}
+
+/** A response ended: it is not held for its hook any longer. */
+export function forgetHooked(res: object): void {
+  if (hooked === res) {
+    hooked = null
+    hookedListener = null
+  }
 }
 
 const hasWriteHeader = typeof (ServerResponse.prototype as unknown as { writeHeader?: unknown }).writeHeader === 'function'

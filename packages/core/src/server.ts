@@ -206,7 +206,7 @@ export class Attachments {
     const time = now()
     conn.requestStarted(time)
     conn.keepFor(Math.max(advertisedTimeoutMs(res), this.tracker.policy.timeoutMs) + this.tracker.options.graceMs)
-    conn.responseEnded(res, undefined, time)
+    conn.responseEnded(res, time)
   }
 
   private trackSession(session: TrackedSession): void {

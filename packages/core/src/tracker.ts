@@ -4,10 +4,10 @@ import { EventEmitter } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import { Connection, now, type ConnectionOwner, type TrackedSocket } from './connection.js'
-import { Decider, numberResponse, predictedFor } from './decision.js'
+import { Decider } from './decision.js'
 import type { ResolvedOptions } from './options.js'
 import { applyLoad, initialPolicy, type PolicyState } from './policy.js'
-import { hookHeaders, kConnection, watchFirstMessage } from './response.js'
+import { forgetHooked, hookHeaders, kConnection, watchFirstMessage } from './response.js'
 import { evictIdle } from './sweep.js'
 import { CLOSE_REASONS, type AttachableServer, type CloseReason, type KeepAliveEvents } from './types.js'
 
@@ -134,6 +134,12 @@ export class Tracker implements ConnectionOwner {
     return conn
   }
 
+  /**
+   * The response whose request started last, until it ends: the middleware adapters' `handle()`
+   * finds it already handled without reading the request (§9).
+   */
+  latestResponse: object | null = null
+
   /** The longest idle time any connection was promised (plus grace): the backstop's base. */
   get longestIdleMs(): number {
     return this.decider.longestIdleMs
@@ -144,15 +150,18 @@ export class Tracker implements ConnectionOwner {
    * read: the per-request path reads it once, as the response ends (docs/architecture.md §6, §9).
    */
   requestStarted(conn: Connection, res: ServerResponse): void {
-    // Numbered only behind a request still in flight (pipelined): alone, its number is `started`.
-    if (conn.started !== conn.finished) numberResponse(res, conn.started + 1)
+    const pipelined = conn.started !== conn.finished
     conn.requestStarted()
-    hookHeaders(res)
+    this.decider.requestStarted(conn, res, pipelined)
+    hookHeaders(res, conn)
+    this.latestResponse = res
   }
 
   /** An HTTP/1 response ended on a tracked connection. */
   responseEnded(conn: Connection, res: ServerResponse): void {
-    conn.responseEnded(res, predictedFor(res), now())
+    if (this.latestResponse === res) this.latestResponse = null
+    forgetHooked(res)
+    conn.responseEnded(res, now())
   }
 
   /** Releases connections whose sockets have closed but were not released yet (see `watching`). */
