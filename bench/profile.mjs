@@ -21,8 +21,9 @@ const load = createLoadGenerator({ quick: false })
 function selfTimes(file) {
   const profile = JSON.parse(readFileSync(file, 'utf8'))
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
+  // Each sample's time is the delta that follows it: self time in µs, not a count.
   const counts = new Map()
-  for (const id of profile.samples) counts.set(id, (counts.get(id) ?? 0) + 1)
+  profile.samples.forEach((id, i) => counts.set(id, (counts.get(id) ?? 0) + (profile.timeDeltas[i + 1] ?? 0)))
   let total = 0
   const functions = new Map()
   for (const [id, count] of counts) {
@@ -42,7 +43,7 @@ async function profileOne(variant) {
   const config = variant === 'keepalive' ? { framework, keepalive: options } : { framework, keepalive: null, ...bareConfig }
   const server = await startChild('server.mjs', [configArg(config)], {
     cpu: pinning()?.server ?? null,
-    execArgv: ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${prefix}.cpuprofile`],
+    execArgv: ['--cpu-prof', '--cpu-prof-interval=200', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${prefix}.cpuprofile`],
   })
   const result = await load.run({ url: `http://127.0.0.1:${server.info.port}/`, connections: 50, seconds })
   await server.stop()
@@ -53,12 +54,15 @@ async function profileOne(variant) {
 const isOurs = (name) => /(core|express|koa|fastify)\/dist\/index\.js/.test(name)
 const share = (p, name) => ((p.functions.get(name) ?? 0) / p.total) * 100
 
+// Both at once, on the same core, each under its own load: whatever slows the machine slows both.
 const profiles = {}
-for (const variant of ['bare', 'keepalive']) profiles[variant] = await profileOne(variant)
+const [bareProfile, keepaliveProfile] = await Promise.all(['bare', 'keepalive'].map((variant) => profileOne(variant)))
+profiles.bare = bareProfile
+profiles.keepalive = keepaliveProfile
 for (const [variant, p] of Object.entries(profiles)) {
   const top = [...p.functions].sort((a, b) => b[1] - a[1]).slice(0, 20)
   printTable(
-    `${framework} ${variant}: ${fmtNum(p.result.rps, 0)} req/s under profiling; top self time (${p.total} busy samples)`,
+    `${framework} ${variant}: ${fmtNum(p.result.rps, 0)} req/s under profiling; top self time (${fmtNum(p.total / 1000, 0)} ms busy, ${fmtNum(p.total / p.result.requests, 2)} µs per request)`,
     ['function', 'self %'],
     top.map(([name, n]) => [name.slice(0, 100), fmtNum((n / p.total) * 100, 2)]),
   )
@@ -82,6 +86,16 @@ const grown = [...names]
   .map((name) => [name, share(bare, name), share(keepalive, name)])
   .sort((a, b) => b[2] - b[1] - (a[2] - a[1]))
   .slice(0, 12)
+const perRequest = (p, name) => (p.functions.get(name) ?? 0) / p.result.requests
+const grownUs = [...names]
+  .map((name) => [name, perRequest(bare, name), perRequest(keepalive, name)])
+  .sort((a, b) => b[2] - b[1] - (a[2] - a[1]))
+  .slice(0, 16)
+printTable(
+  `${framework}: self time per request (µs), the functions that grew most with keepalive; busy µs per request: bare ${fmtNum(bare.total / bare.result.requests, 2)}, keepalive ${fmtNum(keepalive.total / keepalive.result.requests, 2)}`,
+  ['function', 'bare µs', 'keepalive µs', 'change'],
+  grownUs.map(([name, b, k]) => [name.slice(0, 100), fmtNum(b, 3), fmtNum(k, 3), `${k - b >= 0 ? '+' : ''}${fmtNum(k - b, 3)}`]),
+)
 printTable(
   `${framework}: other functions whose self time grew most with keepalive`,
   ['function', 'bare %', 'keepalive %', 'change'],

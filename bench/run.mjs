@@ -1,7 +1,8 @@
-// `pnpm bench [--quick] [--pairs N] [--seconds S] [--framework node|express|koa|fastify] [suite ...]`: the benchmark suites of keepalive,
+// `pnpm bench [--quick] [--pairs N] [--seconds S] [--framework node|express|koa|fastify] [--concurrent] [suite ...]`: the benchmark suites of keepalive,
 // against the built packages (run `pnpm build` first). Each suite runs its variants in one run,
 // alternating, and prints a table of medians, spread and ratio. `--quick` runs every suite for a
-// few seconds, to check the scripts, not to measure. Results also go to bench/.out/<date>.json.
+// few seconds, to check the scripts, not to measure. `--concurrent` makes the like-with-like suite
+// load A and B at the same time, on one core (see suites/like.mjs). Results also go to bench/.out/<date>.json.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
@@ -13,15 +14,16 @@ const FRAMEWORK_NAMES = ['node', 'express', 'koa', 'fastify']
 const SUITES = ['overhead', 'like', 'decision', 'gain', 'shutdown', 'memory', 'pressure', 'cluster']
 
 function parseArgs(argv) {
-  const args = { quick: false, pairs: undefined, seconds: undefined, framework: undefined, suites: [] }
+  const args = { quick: false, pairs: undefined, seconds: undefined, framework: undefined, concurrent: false, suites: [] }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--quick') args.quick = true
     else if (arg === '--pairs') args.pairs = Number(argv[++i])
     else if (arg === '--seconds') args.seconds = Number(argv[++i])
     else if (arg === '--framework') args.framework = argv[++i]
+    else if (arg === '--concurrent') args.concurrent = true
     else if (arg === '--help' || arg === '-h') {
-      console.log(`usage: pnpm bench [--quick] [--pairs N] [--seconds S] [--framework ${FRAMEWORK_NAMES.join('|')}] [${SUITES.join('|')} ...]`)
+      console.log(`usage: pnpm bench [--quick] [--pairs N] [--seconds S] [--framework ${FRAMEWORK_NAMES.join('|')}] [--concurrent] [${SUITES.join('|')} ...]`)
       process.exit(0)
     } else if (SUITES.includes(arg)) args.suites.push(arg)
     else {
@@ -87,7 +89,14 @@ console.log(
 if (pins === null) warn('cannot pin processes to cores (needs taskset and 2+ cores): server and load generator share the CPUs')
 if (environment.loadavg[0] > 0.7 && !args.quick) warn(`the machine is busy (1-minute load average ${environment.loadavg[0]}): figures will be noisy`)
 
-const ctx = { quick: args.quick, pairs: args.pairs, seconds: args.seconds, framework: args.framework, load }
+const ctx = {
+  quick: args.quick,
+  pairs: args.pairs,
+  seconds: args.seconds,
+  framework: args.framework,
+  concurrent: args.concurrent,
+  load,
+}
 const results = { environment, suites: {} }
 let failed = false
 for (const name of args.suites) {

@@ -3,16 +3,7 @@
 //   framework      'node' | 'express' | 'koa' | 'fastify'   (Express 5, Koa 3, Fastify 5)
 //   keepalive      null (bare) or the keepalive options
 //   middleware     false: Express/Koa attach() the controller without app.use() (default true)
-//   slowMs         how long GET /slow takes (default 500)
-//   staggered      GET /slow is answered at a moment the shutdown command sets: the i-th of n in-flight
-//                  requests at (i + 1) / n × slowMs after the call, so responses are due while the
-//                  variant is closing idle sockets; shutdown() reports how late each one finished
-//   shutdown       the shutdown variant to prepare: 'http-terminator' and 'stoppable' must wrap the
-//                  server from the start
-//   track          record every socket, to time shutdowns
-//   maxConnections Node's own server.maxConnections (bare only)
-//   keepAliveTimeoutMs  Node's own server.keepAliveTimeout (bare only)
-//   maxRequestsPerSocket  Node's own server.maxRequestsPerSocket (bare only)
+//   noopMiddleware bare Express only: one app.use() layer that calls next(), what any middleware costs
 // Routes: GET / answers {"hello":"world"}; GET /slow answers the same after slowMs.
 import http from 'node:http'
 import { performance } from 'node:perf_hooks'
@@ -68,14 +59,16 @@ async function createNode(ka) {
   return { server, close: null }
 }
 
-async function createExpress(options) {
+async function createExpress(options, side = config) {
   const { default: express } = await import('express5')
   const app = express()
   let ka = null
   if (options !== null) {
     const { keepAlive } = await import('@keepalive/express')
     ka = keepAlive(options)
-    if (config.middleware) app.use(ka)
+    if (side.middleware) app.use(ka)
+  } else if (side.noopMiddleware) {
+    app.use((req, res, next) => next())
   }
   app.get('/', (req, res) => {
     res.json({ hello: 'world' })
@@ -93,14 +86,14 @@ async function createExpress(options) {
   return { server, controller: ka, close: null }
 }
 
-async function createKoa(options) {
+async function createKoa(options, side = config) {
   const { default: Koa } = await import('koa3')
   const app = new Koa()
   let ka = null
   if (options !== null) {
     const { keepAlive } = await import('@keepalive/koa')
     ka = keepAlive(options)
-    if (config.middleware) app.use(ka)
+    if (side.middleware) app.use(ka)
   }
   app.use(async (ctx) => {
     if (ctx.path === '/slow') {
@@ -135,37 +128,44 @@ async function createFastify(options) {
   return { server: app.server, controller: options === null ? null : app.keepAlive, close: () => app.close() }
 }
 
-let controller = null
-let built
-if (config.framework === 'node') {
-  if (config.keepalive !== null) {
-    const { createKeepAlive } = await import('@keepalive/core')
-    controller = createKeepAlive(config.keepalive)
+/** Builds one variant's server; `side` carries its keepalive options and Node settings. */
+async function build(side) {
+  let controller = null
+  let built
+  if (config.framework === 'node') {
+    if (side.keepalive !== null) {
+      const { createKeepAlive } = await import('@keepalive/core')
+      controller = createKeepAlive(side.keepalive)
+    }
+    built = await createNode(controller)
+    controller?.attach(built.server)
+  } else if (config.framework === 'express') {
+    built = await createExpress(side.keepalive, side)
+    controller = built.controller
+  } else if (config.framework === 'koa') {
+    built = await createKoa(side.keepalive, side)
+    controller = built.controller
+  } else if (config.framework === 'fastify') {
+    built = await createFastify(side.keepalive)
+    controller = built.controller
+  } else {
+    throw new Error(`unknown framework ${config.framework}`)
   }
-  built = await createNode(controller)
-  controller?.attach(built.server)
-} else if (config.framework === 'express') {
-  built = await createExpress(config.keepalive)
-  controller = built.controller
-} else if (config.framework === 'koa') {
-  built = await createKoa(config.keepalive)
-  controller = built.controller
-} else if (config.framework === 'fastify') {
-  built = await createFastify(config.keepalive)
-  controller = built.controller
-} else {
-  throw new Error(`unknown framework ${config.framework}`)
+  const server = built.server
+  // Connections accepted so far: how often the load generator had to reconnect (every variant counts
+  // them the same way, so the listener costs each side alike).
+  const counter = { accepted: 0 }
+  server.on('connection', () => {
+    counter.accepted++
+  })
+  if (side.maxConnections !== undefined) server.maxConnections = side.maxConnections
+  if (side.keepAliveTimeoutMs !== undefined && controller === null) server.keepAliveTimeout = side.keepAliveTimeoutMs
+  if (side.maxRequestsPerSocket !== undefined && controller === null) server.maxRequestsPerSocket = side.maxRequestsPerSocket
+  return { built, server, controller, counter }
 }
-const server = built.server
-// Connections accepted so far: how often the load generator had to reconnect (every variant counts
-// them the same way, so the listener costs each side alike).
-let accepted = 0
-server.on('connection', () => {
-  accepted++
-})
-if (config.maxConnections !== undefined) server.maxConnections = config.maxConnections
-if (config.keepAliveTimeoutMs !== undefined && controller === null) server.keepAliveTimeout = config.keepAliveTimeoutMs
-if (config.maxRequestsPerSocket !== undefined && controller === null) server.maxRequestsPerSocket = config.maxRequestsPerSocket
+
+const main = await build(config)
+const { built, server, controller } = main
 
 // Shutdown helpers that must see every connection from the start.
 let terminator = null
@@ -285,7 +285,7 @@ serveCommands(
       const { user, system } = process.cpuUsage()
       return user + system
     },
-    accepted: () => accepted,
+    accepted: () => main.counter.accepted,
     connections: () => new Promise((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n)))),
     awaitInflight: ({ n }) => (inflight >= n ? null : new Promise((resolve) => inflightWaiters.push({ n, resolve }))),
     shutdown,

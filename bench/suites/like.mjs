@@ -21,10 +21,15 @@ export const COMPARISONS = [
 
 /**
  * Express only: the policy applied through `attach()` alone, without `app.use()`: Node's request
- * channel brings every request to keepalive, so this separates Express's cost of one more middleware
- * layer from keepalive's own.
+ * channel brings every request to keepalive; and `app.use(keepAlive())` against bare with a no-op
+ * `app.use()` layer. Both separate Express's cost of one more middleware layer from keepalive's own.
  */
 export const EXPRESS_COMPARISONS = [
+  {
+    name: 'ours (defaults) vs bare + maxRequestsPerSocket: 1000 + a no-op app.use() layer',
+    a: { maxRequestsPerSocket: 1000, noopMiddleware: true },
+    b: { keepalive: {} },
+  },
   {
     name: 'ours (defaults, attach() only, no app.use) vs bare + maxRequestsPerSocket: 1000',
     a: { maxRequestsPerSocket: 1000 },
@@ -42,8 +47,17 @@ async function measure(ctx, server, connections, seconds) {
   return { rps: load.rps, requests: load.requests, cpuUs: after - before, accepted, errors: load.errors + load.non2xx }
 }
 
-/** ABBA pairs of one comparison; returns each pair's totals per side. */
-export async function abbaPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections }) {
+const total = (rs) => ({
+  rps: rs.reduce((sum, r) => sum + r.rps, 0) / rs.length,
+  requests: rs.reduce((sum, r) => sum + r.requests, 0),
+  cpuUs: rs.reduce((sum, r) => sum + r.cpuUs, 0),
+  accepted: rs.reduce((sum, r) => sum + r.accepted, 0),
+  errors: rs.reduce((sum, r) => sum + r.errors, 0),
+})
+
+/** ABBA pairs of one comparison (or, `concurrent`, A and B at once); returns each pair's totals per side. */
+export async function abbaPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections, concurrent = false }) {
+  if (concurrent) return concurrentPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections })
   const results = []
   for (let pair = 0; pair < pairs; pair++) {
     const config = (side) => configArg({ framework, keepalive: null, ...side })
@@ -56,13 +70,38 @@ export async function abbaPairs(ctx, framework, comparison, { pairs, seconds, wa
       }
       const runs = { a: [], b: [] }
       for (const side of ['a', 'b', 'b', 'a']) runs[side].push(await measure(ctx, side === 'a' ? a : b, connections, seconds))
-      const total = (rs) => ({
-        rps: rs.reduce((sum, r) => sum + r.rps, 0) / rs.length,
-        requests: rs.reduce((sum, r) => sum + r.requests, 0),
-        cpuUs: rs.reduce((sum, r) => sum + r.cpuUs, 0),
-        accepted: rs.reduce((sum, r) => sum + r.accepted, 0),
-        errors: rs.reduce((sum, r) => sum + r.errors, 0),
-      })
+      results.push({ a: total(runs.a), b: total(runs.b) })
+    } finally {
+      await a.stop()
+      await b?.stop()
+    }
+  }
+  return results
+}
+
+/**
+ * A and B at the same time: two server processes on the same core, each under its own load
+ * generator, measured over the same windows (2 runs per pair). Whatever slows the machine during a
+ * window slows both sides alike. The price: the core and its caches are shared, so CPU time per
+ * request is about twice a lone run's, and costs that come from memory traffic weigh more than they
+ * do alone. Read it beside the sequential pairs, not instead of them.
+ */
+async function concurrentPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections }) {
+  const results = []
+  for (let pair = 0; pair < pairs; pair++) {
+    const config = (side) => configArg({ framework, keepalive: null, ...side })
+    const a = await startChild('server.mjs', [config(comparison.a)], { cpu: pinning()?.server ?? null })
+    let b = null
+    try {
+      b = await startChild('server.mjs', [config(comparison.b)], { cpu: pinning()?.server ?? null })
+      const both = (s) => Promise.all([a, b].map((server) => measure(ctx, server, connections, s)))
+      if (warmupSeconds > 0) await both(warmupSeconds)
+      const runs = { a: [], b: [] }
+      for (let i = 0; i < 2; i++) {
+        const [ra, rb] = await both(seconds)
+        runs.a.push(ra)
+        runs.b.push(rb)
+      }
       results.push({ a: total(runs.a), b: total(runs.b) })
     } finally {
       await a.stop()
@@ -90,7 +129,13 @@ export async function run(ctx) {
   for (const { label, framework } of frameworks) {
     result.frameworks[label] = {}
     for (const comparison of framework === 'express' ? [...COMPARISONS, ...EXPRESS_COMPARISONS] : COMPARISONS) {
-      const measured = await abbaPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections })
+      const measured = await abbaPairs(ctx, framework, comparison, {
+        pairs,
+        seconds,
+        warmupSeconds,
+        connections,
+        concurrent: ctx.concurrent === true,
+      })
       const cpuRatios = measured.map((p) => cpuPerRequest(p.b) / cpuPerRequest(p.a))
       const rpsRatios = measured.map((p) => p.b.rps / p.a.rps)
       result.frameworks[label][comparison.name] = { pairs: measured, cpuRatio: median(cpuRatios), rpsRatio: median(rpsRatios) }
@@ -108,7 +153,7 @@ export async function run(ctx) {
     }
   }
   printTable(
-    `like with like: CPU µs per request (server process.cpuUsage() / requests served) and req/s, ${pairs} ABBA pair(s) × 4 runs of ${seconds} s, ${ctx.load.name}, ${connections} connections, fresh servers per pair`,
+    `like with like: CPU µs per request (server process.cpuUsage() / requests served) and req/s, ${pairs} ABBA pair(s) × 4 runs of ${seconds} s, ${ctx.load.name}, ${connections} connections, ${ctx.concurrent ? 'A and B at the same time on one core, 2 runs per pair' : 'fresh servers per pair'}`,
     [
       'framework',
       'B vs A',
