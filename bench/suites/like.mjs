@@ -82,9 +82,8 @@ export async function abbaPairs(ctx, framework, comparison, { pairs, seconds, wa
 /**
  * A and B at the same time: two server processes on the same core, each under its own load
  * generator, measured over the same windows (2 runs per pair). Whatever slows the machine during a
- * window slows both sides alike. The price: the core and its caches are shared, so CPU time per
- * request is about twice a lone run's, and costs that come from memory traffic weigh more than they
- * do alone. Read it beside the sequential pairs, not instead of them.
+ * window slows both sides alike. The price: the core and its caches are shared, so costs that come
+ * from memory traffic may weigh more than they do alone. Read it beside the sequential pairs.
  */
 async function concurrentPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections }) {
   const results = []
