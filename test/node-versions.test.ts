@@ -44,11 +44,11 @@ describe(`Node ${process.version}`, () => {
 
   // The hook reads this store once per response to see whether the application set Connection or
   // Keep-Alive (response.ts); where it is missing or shaped otherwise, hasHeader() answers instead.
-  it('keeps a response\'s headers in the store the hook reads: kOutHeaders, null until set, keyed by lower-case name', () => {
+  it("keeps a response's headers in the store the hook reads: kOutHeaders, null until set, keyed by lower-case name", () => {
     const res = new http.ServerResponse(new http.IncomingMessage(new net.Socket()))
     const symbol = Object.getOwnPropertySymbols(res).find((s) => s.description === 'kOutHeaders')
     expect(symbol).toBeDefined()
-    const store = (): Record<string, unknown> | null => (res as unknown as Record<symbol, Record<string, unknown> | null>)[symbol!]
+    const store = (): Record<string, unknown> | null | undefined => (res as unknown as Record<symbol, Record<string, unknown> | null | undefined>)[symbol!]
     expect(store()).toBeNull()
     res.setHeader('Keep-Alive', 'timeout=1')
     expect(store()?.['keep-alive']).toEqual(['Keep-Alive', 'timeout=1'])

@@ -4,7 +4,7 @@ import type { ServerResponse } from 'node:http'
 import { resolveOptions, resolveShutdownOptions } from './options.js'
 import { kConnection } from './response.js'
 import { Attachments, ownerOf, type TunableServer } from './server.js'
-import { drain, kForce, type Drain } from './shutdown.js'
+import { drain, kForce, kNotReady, type Drain } from './shutdown.js'
 import { Tracker } from './tracker.js'
 import type {
   AnyRequest,
@@ -110,7 +110,7 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
     return report
   }
 
-  const controller: KeepAliveController & { [kForce]: () => void } = {
+  const controller: KeepAliveController & { [kForce]: () => void; [kNotReady]: () => void } = {
     attach,
     handle,
     stats,
@@ -131,6 +131,9 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
     [kForce]() {
       if (running === null) void shutdown({ timeout: 0 })
       running?.force()
+    },
+    [kNotReady]() {
+      tracker.emit('notReady')
     },
   }
   const attachments = new Attachments(tracker, controller)

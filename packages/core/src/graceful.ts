@@ -4,7 +4,7 @@ import { constants } from 'node:os'
 import { checkKeys, describe, fail, isPlainObject, seconds } from './check.js'
 import { createKeepAlive } from './controller.js'
 import { ownerOf } from './server.js'
-import { kForce, type Forceable } from './shutdown.js'
+import { kForce, kNotReady, type Forceable } from './shutdown.js'
 import type { AttachableServer, KeepAliveController, ShutdownOptions, ShutdownReport } from './types.js'
 
 /** The parts of a controller gracefulShutdown uses. */
@@ -152,6 +152,8 @@ export function gracefulShutdown(server: AttachableServer, input?: GracefulShutd
 
   async function run(cause: string): Promise<ShutdownReport> {
     ready = false
+    // Readiness routes of the adapters (Fastify's `readiness`) answer 503 from here, not from the drain.
+    ;(controller as Forceable)[kNotReady]?.()
     // Connections stay keep-alive during the delay: a proxy that still routes here keeps reusing its
     // pooled connections instead of opening new ones, which the listener's close would reset in the
     // kernel's accept queue (measured behind nginx: POSTs answered 502). The drain starts after it.

@@ -17,9 +17,13 @@ const CLOSE_BATCH = 256
 /** The way to end a running drain at once; kept with the drain so gracefulShutdown needs no controller internals. */
 export const kForce = Symbol.for('keepalive.force')
 
-/** A controller whose drain can be ended at once (a second signal). */
+/** How gracefulShutdown tells the controller that it reports not ready (the controller emits `notReady`). */
+export const kNotReady = Symbol.for('keepalive.notReady')
+
+/** A controller whose drain can be ended at once (a second signal), and told that readiness is lost. */
 export interface Forceable {
   [kForce]?: () => void
+  [kNotReady]?: () => void
 }
 
 /** A running drain: its promise, and the way to end it early. */

@@ -160,6 +160,12 @@ export interface KeepAliveEvents {
   connection: [ConnectionEvent]
   close: [CloseEvent]
   draining: []
+  /**
+   * A {@link gracefulShutdown} began on a server of this controller (a signal, or its `shutdown()`):
+   * readiness answers 503 from now on, while requests are still served as usual until the drain
+   * starts (`draining`), after `readinessDelay`.
+   */
+  notReady: []
   shutdown: [ShutdownReport]
   /** The published load factor changed. */
   load: [number]

@@ -19,7 +19,10 @@ declare module 'fastify' {
 export interface FastifyKeepAliveOptions extends KeepAliveOptions {
   /** Seconds the drain run by `app.close()` lets in-flight requests finish before destroying what is left. @default 10 */
   shutdownTimeout?: number
-  /** Path of a readiness route: 200 while serving, 503 once the controller drains or Fastify closes. @default none */
+  /**
+   * Path of a readiness route: 200 while serving, 503 once a `gracefulShutdown` of this server
+   * begins (during its `readinessDelay` too), the controller drains, or Fastify closes. @default none
+   */
   readiness?: string
 }
 
@@ -57,8 +60,10 @@ const plugin: FastifyPluginCallback<FastifyKeepAliveOptions> = (fastify: Fastify
       draining = true
     }
     controller.on('draining', onDraining)
+    controller.on('notReady', onDraining)
     fastify.addHook('onClose', (_instance, hookDone) => {
       controller.off('draining', onDraining)
+      controller.off('notReady', onDraining)
       hookDone()
     })
     // A plain route: Fastify sends the reply, and the controller's Connection: close rides on it while draining.

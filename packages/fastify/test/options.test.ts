@@ -3,7 +3,7 @@
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
-import type { ShutdownReport } from '@keepalive/core'
+import { gracefulShutdown, type ShutdownReport } from '@keepalive/core'
 import keepAlive, { FASTIFY_VERSIONS, type FastifyKeepAliveOptions } from '@keepalive/fastify'
 import fastify4 from 'fastify4'
 import fastify5, { type FastifyInstance, type FastifyServerOptions } from 'fastify5'
@@ -117,6 +117,23 @@ describe.each(majors)('%s: plugin options', (name, create) => {
     expect([during.status, during.body]).toEqual([503, 'draining\n'])
     await closed
     await client.closed
+  })
+
+  it("answers the readiness route 503 through gracefulShutdown's readinessDelay, while other routes still keep alive", async () => {
+    const { app, port } = await start({ readiness: '/ready' })
+    const graceful = gracefulShutdown(app.server, { keepAlive: app.keepAlive, readinessDelay: 30, signals: [], exit: false, logger: () => {} })
+    resources.add(graceful, (g) => g.dispose())
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    expect((await client.request('/ready')).status).toBe(200)
+    const notReady = once(app.keepAlive as unknown as NodeJS.EventEmitter, 'notReady')
+    void graceful.shutdown()
+    await notReady
+    const during = await client.request('/ready')
+    expect([during.status, during.body]).toEqual([503, 'draining\n'])
+    // The drain has not started: responses keep their connections, readiness is the only change.
+    expect(connectionHeaders(during).connection).toBe('keep-alive')
+    expect(app.keepAlive.stats().draining).toBe(false)
+    expect((await client.request('/')).status).toBe(200)
   })
 
   it('registers no route when readiness is not given', async () => {
