@@ -125,6 +125,29 @@ describe('responses without a body', () => {
   })
 })
 
+describe('upgrades answered from a request handler', () => {
+  // §4 rule 2: a 101 is the upgrade's, its Connection too, draining or not.
+  it('leaves a 101 alone: its Connection: Upgrade, and no Keep-Alive, even while draining', async () => {
+    const { port, controller } = await resources.startServer({}, (_req, res) => {
+      res.writeHead(101, { Upgrade: 'websocket', Connection: 'Upgrade' }).end()
+    })
+    const upgrade = {
+      headers: [
+        ['Upgrade', 'websocket'],
+        ['Connection', 'Upgrade'],
+      ] as const,
+    }
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    const response = await client.request('/', upgrade)
+    expect(response.status).toBe(101)
+    expectHeaders(response, { connection: 'Upgrade', upgrade: 'websocket', 'keep-alive': null })
+    controller.drain()
+    const other = resources.add(await connect(port), (c) => c.destroy())
+    const draining = await other.request('/', upgrade)
+    expectHeaders(draining, { connection: 'Upgrade', 'keep-alive': null })
+  })
+})
+
 describe('the application changing its mind', () => {
   it('takes the decision when headers are written, after the application removed its Connection header', async () => {
     const port = await serve((_req, res) => {

@@ -6,6 +6,8 @@ import { once } from 'node:events'
 import http from 'node:http'
 import http2 from 'node:http2'
 import { performance } from 'node:perf_hooks'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { createKeepAlive, type KeepAliveController, type KeepAliveStats } from '@keepalive/core'
 import { describe, expect, it, vi } from 'vitest'
 import { useResources, type Handler } from './helpers/resources.js'
@@ -427,5 +429,32 @@ describe('holds', () => {
     expect(await first).toMatchObject({ closedIdle: 2, forced: 0 })
     await Promise.all(clients.map((c) => c.closed))
     expect(ka.stats().closes.drain).toBe(2)
+  })
+})
+
+describe('references', () => {
+  // The hook and the middleware remember the response whose request started last; one that never
+  // goes out (its client gone first) must not be held past its connection.
+  it('holds no response that never went out once its client has gone', async () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    let ref: WeakRef<object> | null = null
+    let resolveSeen = (): void => {}
+    const seen = new Promise<void>((resolve) => (resolveSeen = resolve))
+    const { port, controller } = await resources.startServer({}, (_req, res) => {
+      ref = new WeakRef(res) // never answered
+      resolveSeen()
+    })
+    const client = await connect(port)
+    client.send(rawRequest('/'))
+    await seen
+    const released = once(controller as unknown as NodeJS.EventEmitter, 'close')
+    await client.destroy()
+    await released
+    for (let i = 0; i < 5; i++) {
+      gc()
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    expect(ref!.deref()).toBeUndefined()
   })
 })

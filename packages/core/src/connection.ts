@@ -173,7 +173,9 @@ export class Connection implements HeadersListener, FirstMessageListener {
   predictClose(reason: CloseReason | null, n = 0): void {
     if (this.state === 'closed' || this.state === 'detached') return
     this.setLeaving(true)
-    this.predictedN = n
+    // The highest predicted stands: a pipelined response predicted before an earlier one keeps its
+    // close until it ends itself (the earlier one's end corrects nothing then).
+    if (n > this.predictedN) this.predictedN = n
     if (reason !== null) this.reason = reason
   }
 
@@ -181,8 +183,8 @@ export class Connection implements HeadersListener, FirstMessageListener {
    * An HTTP/1 response ended (responses end in order: Node gives a pipelined response its socket
    * only after those before it). What Node decided for it (`_last`: it ends the socket now) is the
    * truth; a prediction made before its headers were written is corrected here, never left
-   * standing. Of a pipelined burst's predictions the latest is kept: a wrong one for an earlier
-   * response is corrected when the last predicted response ends.
+   * standing. Of a pipelined burst's predictions the highest-numbered is kept: it settles the
+   * connection when its response ends, whatever an earlier one predicted.
    */
   responseEnded(res: object, time: number): void {
     const predicted = this.predictedN === this.finished + 1

@@ -252,6 +252,8 @@ function hookedWriteHead(res: HookedResponse, next: WriteHead, statusCode: numbe
     listener = socket?.[kConnection]
     if (listener === undefined || (nodeFields ? fields._header !== null : res.headersSent)) return next.call(res, statusCode, reason as string, headers)
   }
+  // An upgrade answered from a request handler: its Connection is the upgrade's (§4 rule 2).
+  if (statusCode === 101) return next.call(res, statusCode, reason as string, headers)
   // Node's own reading of the arguments (lib/_http_server.js writeHead): a string is the reason
   // phrase; otherwise the headers are the third argument, or the second.
   const message = typeof reason === 'string' ? reason : undefined
@@ -291,6 +293,17 @@ export function hookHeaders(res: ServerResponse, listener: HeadersListener): voi
 /** A response ended: it is not held for its hook any longer. */
 export function forgetHooked(res: object): void {
   if (hooked === res) {
+    hooked = null
+    hookedListener = null
+  }
+}
+
+/**
+ * Lets go of the held response if `gone(listener)` says its listener is gone: its connection was
+ * released (a response that never went out, its client gone), or its controller stopped.
+ */
+export function forgetHookedIf(gone: (listener: HeadersListener) => boolean): void {
+  if (hookedListener !== null && gone(hookedListener)) {
     hooked = null
     hookedListener = null
   }

@@ -7,7 +7,7 @@ import { Connection, now, type ConnectionOwner, type TrackedSocket } from './con
 import { Decider } from './decision.js'
 import type { ResolvedOptions } from './options.js'
 import { applyLoad, initialPolicy, type PolicyState } from './policy.js'
-import { forgetHooked, hookHeaders, kConnection, watchFirstMessage } from './response.js'
+import { forgetHooked, forgetHookedIf, hookHeaders, kConnection, watchFirstMessage } from './response.js'
 import { evictIdle } from './sweep.js'
 import { CLOSE_REASONS, type AttachableServer, type CloseReason, type KeepAliveEvents } from './types.js'
 
@@ -139,6 +139,8 @@ export class Tracker implements ConnectionOwner {
    * finds it already handled without reading the request (§9).
    */
   latestResponse: object | null = null
+  /** The connection of `latestResponse`: releasing it lets go of the response too. */
+  private latestConn: Connection | null = null
 
   /** The longest idle time any connection was promised (plus grace): the backstop's base. */
   get longestIdleMs(): number {
@@ -155,13 +157,24 @@ export class Tracker implements ConnectionOwner {
     this.decider.requestStarted(conn, res, pipelined)
     hookHeaders(res, conn)
     this.latestResponse = res
+    this.latestConn = conn
   }
 
   /** An HTTP/1 response ended on a tracked connection. */
   responseEnded(conn: Connection, res: ServerResponse): void {
-    if (this.latestResponse === res) this.latestResponse = null
+    if (this.latestResponse === res) {
+      this.latestResponse = null
+      this.latestConn = null
+    }
     forgetHooked(res)
     conn.responseEnded(res, now())
+  }
+
+  /** Holds no response any more (the connection of the latest one closed, or the controller stopped). */
+  forgetLatest(): void {
+    this.latestResponse = null
+    this.latestConn = null
+    forgetHookedIf((listener) => (listener as Connection).owner === this)
   }
 
   /** Releases connections whose sockets have closed but were not released yet (see `watching`). */
@@ -210,6 +223,9 @@ export class Tracker implements ConnectionOwner {
 
   released(conn: Connection): void {
     if (!this.conns.delete(conn)) return
+    // A response that never went out (its client gone) is not held past its connection.
+    if (this.latestConn === conn) this.forgetLatest()
+    forgetHookedIf((listener) => listener === conn)
     if (this.perAddress !== null && conn.address !== null) {
       const count = (this.perAddress.get(conn.address) ?? 1) - 1
       if (count <= 0) this.perAddress.delete(conn.address)
