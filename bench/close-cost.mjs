@@ -17,10 +17,11 @@ if (process.argv[2] === '--server') {
   const ka = mode === 'destroy' ? null : createKeepAlive({ timeout: 60, drainQuiet: mode === 'keepalive-quiet-0' ? 0 : 0.2 })
   const sockets = new Set()
   let allClosed = null
-  const server = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+  const server = http.createServer((req, res) => {
     ka?.handle(req, res)
     res.end('ok')
   })
+  server.keepAliveTimeout = 60_000
   server.on('connection', (socket) => {
     sockets.add(socket)
     socket.once('close', () => {
@@ -82,6 +83,8 @@ if (process.argv[2] === '--server') {
           ),
         )
       }
+      // Let the server finish what the last requests left it (their responses' ends, a GC) first.
+      await new Promise((resolve) => setTimeout(resolve, 500))
       child.send('close')
       runs[mode].push(await new Promise((resolve) => child.once('message', resolve)))
       for (const socket of sockets) socket.destroy()
