@@ -87,7 +87,7 @@ export class Connection implements HeadersListener, FirstMessageListener {
   readonly seed = (Math.random() * 0x40000000) | 0
   /**
    * The decider's preset epoch when its latest request started: that request's response then has
-   * the keep-alive fields written already (-1: none). See `Decider.preset`.
+   * the keep-alive fields written already (-1: none). See `Decider.requestStarted`.
    */
   presetEpoch = -1
   /** The number (1-based) of the response a close was last predicted for, or 0. */

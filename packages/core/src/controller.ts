@@ -2,9 +2,10 @@
 // and the drain (docs/architecture.md §1).
 import type { ServerResponse } from 'node:http'
 import { resolveOptions, resolveShutdownOptions } from './options.js'
-import { kConnection } from './response.js'
+import { hookedListenerOf, kConnection } from './response.js'
 import { Attachments, ownerOf, type TunableServer } from './server.js'
 import { drain, kForce, kNotReady, type Drain } from './shutdown.js'
+import type { Connection } from './connection.js'
 import { Tracker } from './tracker.js'
 import type {
   AnyRequest,
@@ -44,7 +45,7 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
 
   function handle(req: AnyRequest, res: AnyResponse): void {
     // Handled by the request channel a moment ago (the usual case: the middleware runs first).
-    if (res === tracker.latestResponse) return
+    if ((hookedListenerOf(res) as Connection | null)?.owner === tracker) return
     const socket = req.socket as SocketWithServer | null
     if (socket === null || socket === undefined) return
     // Once attached, Node's request channel has already handled this request.

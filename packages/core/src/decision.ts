@@ -35,30 +35,27 @@ export class Decider {
     public longestIdleMs: number,
   ) {
     this.headers = new HeaderCache(policy.timeoutMs)
-    this.presetTimeoutMs = policy.timeoutMs
-    this.presetMax = policy.max
   }
 
-  /**
-   * The policy numbers the fields of requests started in `epoch` were preset with. The epoch moves
-   * when a request starts under numbers that changed since (the load policy rescaled them).
-   */
+  /** Moves when the policy's numbers (timeout, max) change: fields preset before then are stale. */
   private epoch = 0
-  private presetTimeoutMs: number
-  private presetMax: number
 
   /** The advertised timeout changed: header values are built anew. */
   timeoutChanged(): void {
     this.headers.reset(this.policy.timeoutMs)
   }
 
+  /** The load policy changed its timeout or max: responses preset before now are written again. */
+  policyMoved(): void {
+    this.epoch++
+  }
+
   /**
    * A request started (`conn.started` counts it; `pipelined`: behind another still in flight): its
-   * response is numbered when pipelined and, on the fields path,
-   * its keep-alive fields written now with the policy's numbers. Express swaps every response's
-   * prototype as its handler starts, after which each write to the response is a slow lookup
-   * (docs/architecture.md §9): written here, before that, the decision as headers go out only
-   * checks that nothing changed.
+   * response is numbered when pipelined and, on the fields path, its keep-alive fields are written
+   * now with the policy's numbers. Express swaps every response's prototype as its handler starts,
+   * after which each write to the response is a slow lookup (docs/architecture.md §9): written
+   * here, before that, the decision as headers go out only checks that nothing changed.
    */
   requestStarted(conn: Connection, res: ServerResponse, pipelined: boolean): void {
     const n = conn.started
@@ -66,11 +63,6 @@ export class Decider {
     if (pipelined) (res as TrackedResponse)[kSequence] = n
     if (!nodeFields) return
     const policy = this.policy
-    if (policy.timeoutMs !== this.presetTimeoutMs || policy.max !== this.presetMax) {
-      this.presetTimeoutMs = policy.timeoutMs
-      this.presetMax = policy.max
-      this.epoch++
-    }
     keepByFields(res, policy.timeoutMs, policy.max === Infinity ? 0 : Math.max(0, policy.max - n))
     conn.preset(this.epoch)
   }
@@ -96,7 +88,7 @@ export class Decider {
     const policy = this.policy
     // Alone in flight, the response is the connection's latest request: preset as it started, and
     // still right unless the policy's numbers moved since.
-    if (!alone || conn.presetEpoch !== this.epoch || policy.timeoutMs !== this.presetTimeoutMs || policy.max !== this.presetMax) {
+    if (!alone || conn.presetEpoch !== this.epoch) {
       keepByFields(r, policy.timeoutMs, policy.max === Infinity ? 0 : policy.max - n)
     }
     conn.keepFor(policy.timeoutMs + this.options.graceMs)

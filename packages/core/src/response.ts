@@ -290,6 +290,15 @@ export function hookHeaders(res: ServerResponse, listener: HeadersListener): voi
   if (hasWriteHeader) (res as unknown as { writeHeader: unknown }).writeHeader = hook
 }
 
+/**
+ * The listener a response was hooked for, if it is the response whose request started last and its
+ * hook has not run yet; else null. The middleware adapters' `handle()` finds such a response
+ * already handled without reading it.
+ */
+export function hookedListenerOf(res: object): HeadersListener | null {
+  return res === hooked ? hookedListener : null
+}
+
 /** A response ended: it is not held for its hook any longer. */
 export function forgetHooked(res: object): void {
   if (hooked === res) {

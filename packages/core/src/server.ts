@@ -176,7 +176,7 @@ export class Attachments {
     this.monitor?.stop()
     this.monitor = null
     this.sweep.stop()
-    this.tracker.forgetLatest()
+    this.tracker.forgetHooked()
   }
 
   // Arrow functions: subscribed once per controller, no closure per request.

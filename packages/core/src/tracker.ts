@@ -134,14 +134,6 @@ export class Tracker implements ConnectionOwner {
     return conn
   }
 
-  /**
-   * The response whose request started last, until it ends: the middleware adapters' `handle()`
-   * finds it already handled without reading the request (§9).
-   */
-  latestResponse: object | null = null
-  /** The connection of `latestResponse`: releasing it lets go of the response too. */
-  private latestConn: Connection | null = null
-
   /** The longest idle time any connection was promised (plus grace): the backstop's base. */
   get longestIdleMs(): number {
     return this.decider.longestIdleMs
@@ -156,24 +148,16 @@ export class Tracker implements ConnectionOwner {
     conn.requestStarted()
     this.decider.requestStarted(conn, res, pipelined)
     hookHeaders(res, conn)
-    this.latestResponse = res
-    this.latestConn = conn
   }
 
   /** An HTTP/1 response ended on a tracked connection. */
   responseEnded(conn: Connection, res: ServerResponse): void {
-    if (this.latestResponse === res) {
-      this.latestResponse = null
-      this.latestConn = null
-    }
     forgetHooked(res)
     conn.responseEnded(res, now())
   }
 
-  /** Holds no response any more (the connection of the latest one closed, or the controller stopped). */
-  forgetLatest(): void {
-    this.latestResponse = null
-    this.latestConn = null
+  /** The controller stopped: a response hooked for one of its connections is not held any more. */
+  forgetHooked(): void {
     forgetHookedIf((listener) => (listener as Connection).owner === this)
   }
 
@@ -224,7 +208,6 @@ export class Tracker implements ConnectionOwner {
   released(conn: Connection): void {
     if (!this.conns.delete(conn)) return
     // A response that never went out (its client gone) is not held past its connection.
-    if (this.latestConn === conn) this.forgetLatest()
     forgetHookedIf((listener) => listener === conn)
     if (this.perAddress !== null && conn.address !== null) {
       const count = (this.perAddress.get(conn.address) ?? 1) - 1
@@ -294,7 +277,9 @@ export class Tracker implements ConnectionOwner {
   setLoad(load: number): void {
     const previous = this.load
     this.load = load
+    const { timeoutMs, max } = this.policy
     if (applyLoad(this.policy, load, this.options)) this.decider.timeoutChanged()
+    if (this.policy.timeoutMs !== timeoutMs || this.policy.max !== max) this.decider.policyMoved()
     if (load !== previous && this.events.listenerCount('load') > 0) this.emit('load', load)
   }
 
