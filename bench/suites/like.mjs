@@ -55,37 +55,40 @@ const total = (rs) => ({
   errors: rs.reduce((sum, r) => sum + r.errors, 0),
 })
 
-/** ABBA pairs of one comparison (or, `concurrent`, A and B at once); returns each pair's totals per side. */
-export async function abbaPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections, concurrent = false }) {
-  if (concurrent) return concurrentPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections })
-  const results = []
-  for (let pair = 0; pair < pairs; pair++) {
-    const config = (side) => configArg({ framework, keepalive: null, ...side })
-    const a = await startChild('server.mjs', [config(comparison.a)], { cpu: pinning()?.server ?? null })
-    let b = null
-    try {
-      b = await startChild('server.mjs', [config(comparison.b)], { cpu: pinning()?.server ?? null })
-      if (warmupSeconds > 0) {
-        for (const s of [a, b]) await ctx.load.run({ url: `http://127.0.0.1:${s.info.port}/`, connections, seconds: warmupSeconds })
-      }
-      const runs = { a: [], b: [] }
-      for (const side of ['a', 'b', 'b', 'a']) runs[side].push(await measure(ctx, side === 'a' ? a : b, connections, seconds))
-      results.push({ a: total(runs.a), b: total(runs.b) })
-    } finally {
-      await a.stop()
-      await b?.stop()
-    }
+/** One pair's runs, one side at a time: A, B, B, A, so a drift during the pair hits both sides alike. */
+async function inTurn(ctx, a, b, { seconds, warmupSeconds, connections }) {
+  if (warmupSeconds > 0) {
+    for (const s of [a, b]) await ctx.load.run({ url: `http://127.0.0.1:${s.info.port}/`, connections, seconds: warmupSeconds })
   }
-  return results
+  const runs = { a: [], b: [] }
+  for (const side of ['a', 'b', 'b', 'a']) runs[side].push(await measure(ctx, side === 'a' ? a : b, connections, seconds))
+  return runs
 }
 
 /**
- * A and B at the same time: two server processes on the same core, each under its own load
- * generator, measured over the same windows (2 runs per pair). Whatever slows the machine during a
+ * One pair's runs, A and B at the same time: the two server processes share the server core, each
+ * under its own load generator, over the same windows (2 runs). Whatever slows the machine during a
  * window slows both sides alike. The price: the core and its caches are shared, so costs that come
- * from memory traffic may weigh more than they do alone. Read it beside the sequential pairs.
+ * from memory traffic may weigh more than they do alone. Read it beside the pairs run in turn.
  */
-async function concurrentPairs(ctx, framework, comparison, { pairs, seconds, warmupSeconds, connections }) {
+async function atOnce(ctx, a, b, { seconds, warmupSeconds, connections }) {
+  const both = (s) => Promise.all([a, b].map((server) => measure(ctx, server, connections, s)))
+  if (warmupSeconds > 0) await both(warmupSeconds)
+  const runs = { a: [], b: [] }
+  for (let i = 0; i < 2; i++) {
+    const [ra, rb] = await both(seconds)
+    runs.a.push(ra)
+    runs.b.push(rb)
+  }
+  return runs
+}
+
+/**
+ * The pairs of one comparison, fresh A and B server processes each; the runs in turn (ABBA) or,
+ * `concurrent`, at once. Returns each pair's totals per side.
+ */
+export async function abbaPairs(ctx, framework, comparison, { pairs, concurrent = false, ...timing }) {
+  const runPair = concurrent ? atOnce : inTurn
   const results = []
   for (let pair = 0; pair < pairs; pair++) {
     const config = (side) => configArg({ framework, keepalive: null, ...side })
@@ -93,14 +96,7 @@ async function concurrentPairs(ctx, framework, comparison, { pairs, seconds, war
     let b = null
     try {
       b = await startChild('server.mjs', [config(comparison.b)], { cpu: pinning()?.server ?? null })
-      const both = (s) => Promise.all([a, b].map((server) => measure(ctx, server, connections, s)))
-      if (warmupSeconds > 0) await both(warmupSeconds)
-      const runs = { a: [], b: [] }
-      for (let i = 0; i < 2; i++) {
-        const [ra, rb] = await both(seconds)
-        runs.a.push(ra)
-        runs.b.push(rb)
-      }
+      const runs = await runPair(ctx, a, b, timing)
       results.push({ a: total(runs.a), b: total(runs.b) })
     } finally {
       await a.stop()
