@@ -19,6 +19,7 @@ const MATRIX_SUITES = [
   'test/hostile.test.ts',
   'test/model.test.ts',
   'test/header-paths.test.ts',
+  'test/response-hook.test.ts',
   'test/node-versions.test.ts',
   'test/https.test.ts',
   'test/http2.test.ts',

@@ -52,6 +52,17 @@ export interface TrackedSession extends Http2Session {
   [kConnection]?: Connection
 }
 
+/**
+ * A pipelined response's number (1-based) on its connection. Alone in flight, a response needs
+ * none: it is its connection's latest.
+ */
+export const kSequence = Symbol('keepalive.sequence')
+
+/** A response as the connection numbers it. */
+export interface NumberedResponse {
+  [kSequence]?: number
+}
+
 /** Per-connection state, kept on the socket itself. */
 export class Connection implements HeadersListener, FirstMessageListener {
   state: ConnectionState = 'new'
@@ -92,6 +103,8 @@ export class Connection implements HeadersListener, FirstMessageListener {
   presetEpoch = -1
   /** The number (1-based) of the response a close was last predicted for, or 0. */
   predictedN = 0
+  /** The response of the latest request that started, until it ends (HTTP/1). */
+  latest: object | null = null
 
   constructor(
     readonly owner: ConnectionOwner,
@@ -160,6 +173,25 @@ export class Connection implements HeadersListener, FirstMessageListener {
     }
   }
 
+  /**
+   * `res` answers the request that just started (after `requestStarted`). Behind another still in
+   * flight (`pipelined`) it is numbered, and so is the one it follows if that one was not: each then
+   * knows its place when its headers go out.
+   */
+  responseStarted(res: object, pipelined: boolean): void {
+    if (pipelined) {
+      const previous = this.latest as NumberedResponse | null
+      if (previous !== null && previous[kSequence] === undefined) previous[kSequence] = this.started - 1
+      ;(res as NumberedResponse)[kSequence] = this.started
+    }
+    this.latest = res
+  }
+
+  /** True if `res` answers a request this connection saw start. */
+  answers(res: object): boolean {
+    return res === this.latest || (res as NumberedResponse)[kSequence] !== undefined
+  }
+
   /** The connection's latest request started with its response's keep-alive fields preset in `epoch`. */
   preset(epoch: number): void {
     this.presetEpoch = epoch
@@ -187,6 +219,7 @@ export class Connection implements HeadersListener, FirstMessageListener {
    * connection when its response ends, whatever an earlier one predicted.
    */
   responseEnded(res: object, time: number): void {
+    if (res === this.latest) this.latest = null
     const predicted = this.predictedN === this.finished + 1
     if (lastResponse(res)) {
       if (this.state !== 'closing' && this.state !== 'closed') {
@@ -257,6 +290,7 @@ export class Connection implements HeadersListener, FirstMessageListener {
     // What was still in flight ends with the socket (cut, so not counted as served).
     if (this.finished < this.started) this.owner.busy(this, false)
     this.state = 'closed'
+    this.latest = null
     this.setLeaving(false)
     this.owner.released(this)
   }

@@ -1,19 +1,14 @@
 // The per-response decision (docs/architecture.md §4): why a response closes its connection, and
 // how that is written, into Node's fields or the header store.
 import type { ServerResponse } from 'node:http'
-import { now, type Connection } from './connection.js'
+import { kSequence, now, type Connection, type NumberedResponse } from './connection.js'
 import { HeaderCache, parseKeepAlive, saysClose } from './header.js'
 import type { ResolvedOptions } from './options.js'
 import { closeReason, type PolicyState } from './policy.js'
 import { closeByFields, keepByFields, nodeFields, nodeKeepsAlive } from './response.js'
 import type { CloseReason } from './types.js'
 
-/** A response's place on its connection (1-based), set as its request starts. */
-const kSequence = Symbol('keepalive.sequence')
-
-interface TrackedResponse extends ServerResponse {
-  [kSequence]?: number
-}
+type TrackedResponse = ServerResponse & NumberedResponse
 
 /** Writes `Connection: close` in the header store, without any `Keep-Alive` beside it. */
 function closeInStore(res: ServerResponse): void {
@@ -52,15 +47,14 @@ export class Decider {
 
   /**
    * A request started (`conn.started` counts it; `pipelined`: behind another still in flight): its
-   * response is numbered when pipelined and, on the fields path, its keep-alive fields are written
-   * now with the policy's numbers. Express swaps every response's prototype as its handler starts,
+   * response is numbered when pipelined (`conn.responseStarted`) and, on the fields path, its
+   * keep-alive fields are written now with the policy's numbers. Express swaps every response's prototype as its handler starts,
    * after which each write to the response is a slow lookup (docs/architecture.md §9): written
    * here, before that, the decision as headers go out only checks that nothing changed.
    */
   requestStarted(conn: Connection, res: ServerResponse, pipelined: boolean): void {
     const n = conn.started
-    // Numbered only when pipelined: alone, a response's number is its connection's `started`.
-    if (pipelined) (res as TrackedResponse)[kSequence] = n
+    conn.responseStarted(res, pipelined)
     if (!nodeFields) return
     const policy = this.policy
     keepByFields(res, policy.timeoutMs, policy.max === Infinity ? 0 : Math.max(0, policy.max - n))
@@ -73,8 +67,8 @@ export class Decider {
    */
   decide(conn: Connection, res: object, statusCode: number, inStore: boolean): void {
     const r = res as TrackedResponse
-    // Alone in flight, the response is the connection's latest request; pipelined behind others it
-    // carries its number, and one that does not was first of its burst (everything before it done).
+    // Alone in flight, the response is the connection's latest request; in a pipelined burst each
+    // carries its number (one that does not started before tracking: the first still in flight).
     const alone = conn.started === conn.finished + 1
     const n = alone ? conn.started : (r[kSequence] ?? conn.finished + 1)
     if (inStore) return this.decideInStore(conn, r, statusCode, n)

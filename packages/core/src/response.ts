@@ -14,6 +14,8 @@ export interface HeadersListener {
    * response's header store and the decision must read and write them there.
    */
   beforeHeaders(res: object, statusCode: number, inStore: boolean): void
+  /** True if `res` answers a request this listener saw start: the only responses it decides. */
+  answers(res: object): boolean
 }
 
 /**
@@ -40,18 +42,12 @@ interface NodeResponseFields {
 
 /** Where a tracked socket keeps its per-connection state. */
 export const kConnection = Symbol('keepalive.connection')
-/** The application's own `writeHead` wrapper found on a response when it was hooked. */
-const kNext = Symbol('keepalive.nextWriteHead')
 
 interface ListenedSocket {
   [kConnection]?: HeadersListener
   // Node sets `parser` on sockets it parses HTTP/1 on and clears it when the socket is upgraded.
   parser?: { incoming?: { upgrade?: unknown } | null } | null
   _httpMessage?: { finished?: boolean } | null
-}
-
-interface HookedResponse extends ServerResponse {
-  [kNext]?: WriteHead
 }
 
 /**
@@ -227,17 +223,30 @@ function hasConnectionHeaders(res: ServerResponse): boolean {
 let hooked: object | null = null
 let hookedListener: HeadersListener | null = null
 
-// Shared by every response: installing it is one property write, no closure per request.
-function keepAliveWriteHead(this: HookedResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
-  return hookedWriteHead(this, (Object.getPrototypeOf(this) as { writeHead: WriteHead }).writeHead, statusCode, reason, headers)
+const responsePrototype = ServerResponse.prototype as ServerResponse & { writeHeader?: unknown }
+/** Node 20 to 24 keep the deprecated alias writeHeader (DEP0063), which would bypass the hook. */
+const hasWriteHeader = typeof responsePrototype.writeHeader === 'function'
+/** What `ServerResponse.prototype.writeHead` was when the hook went in: the next in the chain. */
+let nextWriteHead: WriteHead = responsePrototype.writeHead as WriteHead
+let nextWriteHeader: unknown = responsePrototype.writeHeader
+/** Controllers attached: the hook is in place while there is one. */
+let installs = 0
+/** True while the hook is in the chain (also after removal failed, see `removeHeadersHook`). */
+let inChain = false
+
+/**
+ * One hook for every response, on `ServerResponse.prototype` (docs/architecture.md §5): Node writes
+ * a head through `this.writeHead()` whether the application calls it or not (`_implicitHeader` on
+ * the first `write()`/`end()`), and a wrapper a response gets later (on-headers: compression,
+ * sessions; a subclass's override calling `super`) still ends here. Nothing is written on the
+ * response itself, so its hidden class stays the one Node's own code expects. A response whose
+ * request keepalive did not see start passes through untouched.
+ */
+function keepAliveWriteHead(this: ServerResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
+  return hookedWriteHead(this, statusCode, reason, headers)
 }
 
-/** The hook of a response that had a `writeHead` wrapper of its own when it was hooked. */
-function keepAliveWriteHeadChained(this: HookedResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
-  return hookedWriteHead(this, this[kNext] as WriteHead, statusCode, reason, headers)
-}
-
-function hookedWriteHead(res: HookedResponse, next: WriteHead, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
+function hookedWriteHead(res: ServerResponse, statusCode: number, reason?: string | HeaderInput, headers?: HeaderInput): ServerResponse {
   const fields = res as unknown as NodeResponseFields
   let listener: HeadersListener | undefined
   if (res === hooked) {
@@ -248,12 +257,14 @@ function hookedWriteHead(res: HookedResponse, next: WriteHead, statusCode: numbe
     hookedListener = null
   } else {
     // A pipelined response is given its socket only once those before it are done.
-    const socket = (fields.socket ?? res.req.socket) as ListenedSocket | null
+    const socket = (fields.socket ?? (fields.req as IncomingMessage | undefined)?.socket) as ListenedSocket | null | undefined
     listener = socket?.[kConnection]
-    if (listener === undefined || (nodeFields ? fields._header !== null : res.headersSent)) return next.call(res, statusCode, reason as string, headers)
+    if (listener === undefined || !listener.answers(res) || (nodeFields ? fields._header !== null : res.headersSent)) {
+      return nextWriteHead.call(res, statusCode, reason as string, headers)
+    }
   }
   // An upgrade answered from a request handler: its Connection is the upgrade's (§4 rule 2).
-  if (statusCode === 101) return next.call(res, statusCode, reason as string, headers)
+  if (statusCode === 101) return nextWriteHead.call(res, statusCode, reason as string, headers)
   // Node's own reading of the arguments (lib/_http_server.js writeHead): a string is the reason
   // phrase; otherwise the headers are the third argument, or the second.
   const message = typeof reason === 'string' ? reason : undefined
@@ -263,31 +274,49 @@ function hookedWriteHead(res: HookedResponse, next: WriteHead, statusCode: numbe
   const named = given != null && namesConnectionHeaders(given)
   if (nodeFields && !named && !hasConnectionHeaders(res) && !fields._removedConnection && !(fields._removedContLen && fields._removedTE)) {
     listener.beforeHeaders(res, statusCode, false)
-    return next.call(res, statusCode, reason as string, headers)
+    return nextWriteHead.call(res, statusCode, reason as string, headers)
   }
-  if (given != null && !absorbHeaders(res, given)) return next.call(res, statusCode, reason as string, headers)
+  if (given != null && !absorbHeaders(res, given)) return nextWriteHead.call(res, statusCode, reason as string, headers)
   listener.beforeHeaders(res, statusCode, true)
-  return message === undefined ? next.call(res, statusCode) : next.call(res, statusCode, message)
+  return message === undefined ? nextWriteHead.call(res, statusCode) : nextWriteHead.call(res, statusCode, message)
+}
+
+/**
+ * Puts the hook on `ServerResponse.prototype` (once for all controllers; each attached one calls
+ * this once). Whatever was there stays next in the chain.
+ */
+export function installHeadersHook(): void {
+  if (installs++ > 0 || inChain) return
+  nextWriteHead = responsePrototype.writeHead as WriteHead
+  nextWriteHeader = responsePrototype.writeHeader
+  responsePrototype.writeHead = keepAliveWriteHead as ServerResponse['writeHead']
+  if (hasWriteHeader) responsePrototype.writeHeader = keepAliveWriteHead
+  inChain = true
+}
+
+/**
+ * The last attached controller stopped: the prototype gets back what it had. If something wrapped
+ * the hook since, it stays in that chain, passing every response through, and is reused by the next
+ * controller instead of being put in twice.
+ */
+export function removeHeadersHook(): void {
+  if (installs === 0 || --installs > 0) return
+  hooked = null
+  hookedListener = null
+  if (responsePrototype.writeHead !== (keepAliveWriteHead as unknown)) return
+  responsePrototype.writeHead = nextWriteHead as ServerResponse['writeHead']
+  if (hasWriteHeader && responsePrototype.writeHeader === keepAliveWriteHead) responsePrototype.writeHeader = nextWriteHeader
+  inChain = false
 }
 
 /**
  * Makes `listener` run just before this response's headers are written, whether the application
- * calls `writeHead()` or Node writes them implicitly on the first `write()`/`end()`. A `writeHead`
- * wrapper already on the response (on-headers: compression, sessions) stays in the chain.
+ * calls `writeHead()` or Node writes them implicitly on the first `write()`/`end()` (the hook must
+ * be installed). Two writes of module state: nothing on the response.
  */
 export function hookHeaders(res: ServerResponse, listener: HeadersListener): void {
   hooked = res
   hookedListener = listener
-  const own = Object.hasOwn(res, 'writeHead') ? (res as HookedResponse).writeHead : undefined
-  if (own === (keepAliveWriteHead as unknown) || own === (keepAliveWriteHeadChained as unknown)) return
-  let hook = keepAliveWriteHead
-  if (own !== undefined) {
-    ;(res as HookedResponse)[kNext] = own as WriteHead
-    hook = keepAliveWriteHeadChained
-  }
-  res.writeHead = hook as ServerResponse['writeHead']
-  // Node 20 to 24 keep the deprecated alias writeHeader (DEP0063), which would bypass the hook.
-  if (hasWriteHeader) (res as unknown as { writeHeader: unknown }).writeHeader = hook
 }
 
 /**
@@ -317,8 +346,6 @@ export function forgetHookedIf(gone: (listener: HeadersListener) => boolean): vo
     hookedListener = null
   }
 }
-
-const hasWriteHeader = typeof (ServerResponse.prototype as unknown as { writeHeader?: unknown }).writeHeader === 'function'
 
 // ---- the decision applied ------------------------------------------------------------------
 

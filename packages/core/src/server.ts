@@ -7,7 +7,7 @@ import type { Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
 import { now, type Connection, type TrackedSession, type TrackedSocket } from './connection.js'
 import { createLoadMonitor, type LoadMonitor } from './load.js'
-import { advertisedTimeoutMs, kConnection } from './response.js'
+import { advertisedTimeoutMs, installHeadersHook, kConnection, removeHeadersHook } from './response.js'
 import { Sweep } from './sweep.js'
 import type { Tracker } from './tracker.js'
 import type { AttachableServer } from './types.js'
@@ -113,6 +113,7 @@ export class Attachments {
     if (!this.subscribed) {
       subscribe(REQUEST_START, this.onRequestStart)
       subscribe(RESPONSE_FINISH, this.onResponseFinish)
+      installHeadersHook()
       this.subscribed = true
     }
     this.sweep.start()
@@ -171,6 +172,7 @@ export class Attachments {
     if (this.subscribed) {
       unsubscribe(REQUEST_START, this.onRequestStart)
       unsubscribe(RESPONSE_FINISH, this.onResponseFinish)
+      removeHeadersHook()
       this.subscribed = false
     }
     this.monitor?.stop()

@@ -13,7 +13,7 @@ export interface KoaContextLike {
 }
 
 /** Koa middleware that also carries the controller's methods (`attach`, `stats`, `shutdown`, ...). */
-export type KeepAliveMiddleware = ((ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<void>) & KeepAliveController
+export type KeepAliveMiddleware = ((ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<unknown>) & KeepAliveController
 
 /**
  * Koa middleware applying the keep-alive policy to every response of the server it serves,
@@ -25,10 +25,12 @@ export type KeepAliveMiddleware = ((ctx: KoaContextLike, next: () => Promise<unk
  */
 export function keepAlive(options?: KeepAliveOptions): KeepAliveMiddleware {
   const controller = createKeepAlive(options)
-  async function keepAliveMiddleware(ctx: KoaContextLike, next: () => Promise<unknown>): Promise<void> {
+  // Not async: the next middleware's promise is Koa's to wait on, no promise of our own per request.
+  function keepAliveMiddleware(ctx: KoaContextLike, next: () => Promise<unknown>): Promise<unknown> {
     controller.handle(ctx.req, ctx.res) // the decision itself runs when Koa writes the headers
-    await next()
+    return next()
   }
+
   return Object.assign(keepAliveMiddleware, controller)
 }
 

@@ -1,0 +1,171 @@
+/**
+ * The `writeHead` hook on `ServerResponse.prototype` (docs/architecture.md §5): in place while a
+ * controller is attached and gone after the last one stops, inert for responses keepalive did not
+ * see start, kept in a chain that wrapped it, and writing nothing on the responses it hooks.
+ */
+import { spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import http from 'node:http'
+import { fileURLToPath } from 'node:url'
+import { createKeepAlive } from '@keepalive/core'
+import { describe, expect, it } from 'vitest'
+import { useResources } from './helpers/resources.js'
+import { connect, expectHeaders, rawRequest } from './helpers/wire.js'
+
+const resources = useResources()
+const prototype = http.ServerResponse.prototype as http.ServerResponse & { writeHeader?: unknown }
+/** What Node has there before any controller attaches (this file's tests each stop theirs). */
+const nodeWriteHead = prototype.writeHead
+const nodeWriteHeader = prototype.writeHeader
+
+/** A plain node:http server answering `ok`, listening, no controller. */
+async function plainServer(configure: (server: http.Server) => void = () => {}): Promise<{ server: http.Server; port: number }> {
+  const server = http.createServer((_req, res) => {
+    res.end('ok')
+  })
+  configure(server)
+  return { server, port: await resources.listen(server) }
+}
+
+/** Closes a server and waits for its `close`, which detaches its controller. */
+async function closeServer(server: http.Server): Promise<void> {
+  server.closeAllConnections()
+  server.close()
+  if (server.listening) await once(server, 'close')
+  else await new Promise((resolve) => setImmediate(resolve))
+}
+
+describe('the writeHead hook on ServerResponse.prototype', () => {
+  it('is in place while a controller is attached and gone when the last one stops', async () => {
+    expect(prototype.writeHead).toBe(nodeWriteHead)
+    const one = await resources.startServer()
+    const two = await resources.startServer()
+    expect(prototype.writeHead).not.toBe(nodeWriteHead)
+    if (nodeWriteHeader !== undefined) expect(prototype.writeHeader).toBe(prototype.writeHead)
+
+    await closeServer(one.server)
+    // The second controller still needs it, and still gets its headers.
+    expect(prototype.writeHead).not.toBe(nodeWriteHead)
+    const client = resources.add(await connect(two.port), (c) => c.destroy())
+    expectHeaders(await client.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=999' })
+    await client.destroy()
+
+    await closeServer(two.server)
+    expect(prototype.writeHead).toBe(nodeWriteHead)
+    expect(prototype.writeHeader).toBe(nodeWriteHeader)
+  })
+
+  it('leaves the responses of a server with no controller as Node writes them', async () => {
+    const tracked = await resources.startServer({ timeout: 9, max: 50 })
+    const plain = await plainServer((server) => {
+      server.keepAliveTimeout = 3000
+      server.maxRequestsPerSocket = 7
+    })
+    const a = resources.add(await connect(tracked.port), (c) => c.destroy())
+    const b = resources.add(await connect(plain.port), (c) => c.destroy())
+    expectHeaders(await a.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=9, max=49' })
+    expectHeaders(await b.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=3, max=7' })
+    expectHeaders(await b.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=3, max=7' })
+    await a.destroy()
+    await b.destroy()
+    await closeServer(tracked.server)
+  })
+
+  it('leaves alone a response whose request was in flight at attach(), and keeps the request pipelined behind it', async () => {
+    let release: () => void = () => {}
+    let slowStarted: () => void = () => {}
+    let fastStarted: () => void = () => {}
+    const slow = new Promise<void>((resolve) => (slowStarted = resolve))
+    const fast = new Promise<void>((resolve) => (fastStarted = resolve))
+    const server = http.createServer((req, res) => {
+      if (req.url === '/slow') {
+        release = () => res.end('slow')
+        slowStarted()
+        return
+      }
+      res.end('ok')
+      fastStarted()
+    })
+    const port = await resources.listen(server)
+    const controller = createKeepAlive({ max: 1 })
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    client.send(rawRequest('/slow'))
+    await slow
+    controller.attach(server)
+    client.send(rawRequest('/'))
+    await fast
+    release()
+    // The first response is Node's, as it began before attach(): were it decided as this
+    // connection's first request (max: 1), it would close the socket and lose the second.
+    const first = await client.read()
+    expect(first.body).toBe('slow')
+    expectHeaders(first, { connection: 'keep-alive', 'keep-alive': 'timeout=5' })
+    const second = await client.read()
+    expect(second.body).toBe('ok')
+    expectHeaders(second, { connection: 'close', 'keep-alive': null })
+    await client.closed
+    await closeServer(server)
+  })
+
+  it('stays in a chain that wrapped it, passing everything through, and a later controller reuses it', async () => {
+    const first = await resources.startServer()
+    // Something (an APM agent, say) wraps writeHead on the prototype after keepalive did.
+    const hook = prototype.writeHead
+    let wrapperCalls = 0
+    function wrapper(this: http.ServerResponse, ...args: Parameters<http.ServerResponse['writeHead']>): http.ServerResponse {
+      wrapperCalls++
+      return hook.apply(this, args)
+    }
+    prototype.writeHead = wrapper as http.ServerResponse['writeHead']
+    try {
+      await closeServer(first.server)
+      expect(prototype.writeHead).toBe(wrapper)
+      const plain = await plainServer()
+      const b = resources.add(await connect(plain.port), (c) => c.destroy())
+      expectHeaders(await b.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5' })
+      await b.destroy()
+
+      // A new controller: its headers exactly once per response, through the one hook in the chain.
+      const second = await resources.startServer({ max: 3 })
+      expect(prototype.writeHead).toBe(wrapper)
+      const a = resources.add(await connect(second.port), (c) => c.destroy())
+      wrapperCalls = 0
+      expectHeaders(await a.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=2' })
+      expectHeaders(await a.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=1' })
+      expectHeaders(await a.request('/'), { connection: 'close', 'keep-alive': null })
+      expect(wrapperCalls).toBe(3)
+      await a.closed
+      await closeServer(second.server)
+      expect(prototype.writeHead).toBe(wrapper)
+    } finally {
+      // Unwrap, as the agent would: the hook is back on the prototype, to be taken away as usual.
+      prototype.writeHead = hook
+    }
+    const third = await resources.startServer()
+    await closeServer(third.server)
+    expect(prototype.writeHead).toBe(nodeWriteHead)
+  })
+
+  it('writes nothing on a response it hooks: it keeps the hidden class of a response of a bare server', () => {
+    // %HaveSameMap needs --allow-natives-syntax, so this runs in a child process against the build.
+    const core = fileURLToPath(new URL('../packages/core/dist/index.js', import.meta.url))
+    const script = `
+      import http from 'node:http'
+      const { createKeepAlive } = await import(${JSON.stringify(core)})
+      const seen = {}
+      const serve = (name) => http.createServer((req, res) => { res.end('ok'); seen[name] = res })
+      const tracked = serve('tracked'), bare = serve('bare')
+      createKeepAlive().attach(tracked)
+      await Promise.all([tracked, bare].map((s) => new Promise((r) => s.listen(0, '127.0.0.1', r))))
+      const get = (s) => new Promise((r, j) => http.get({ port: s.address().port, host: '127.0.0.1', agent: false }, (res) => { res.resume(); res.on('end', r) }).on('error', j))
+      await get(tracked)
+      await get(bare)
+      const extra = Object.getOwnPropertyNames(seen.tracked).filter((k) => !Object.hasOwn(seen.bare, k))
+      console.log(JSON.stringify({ sameMap: %HaveSameMap(seen.tracked, seen.bare), extra, keepAlive: seen.tracked.getHeader('keep-alive') ?? null }))
+      tracked.close(); bare.close()
+    `
+    const child = spawnSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+    expect(child.stderr).toBe('')
+    expect(JSON.parse(child.stdout)).toEqual({ sameMap: true, extra: [], keepAlive: null })
+  })
+})
