@@ -12,6 +12,7 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 const SUITES: Record<string, RegExp[]> = {
   overhead: [/^overhead: hello-world JSON/m],
   like: [/^like with like: CPU µs per request/m],
+  instructions: [/^instructions per request \(callgrind/m],
   decision: [/^per-response cost/m],
   gain: [/^keep-alive gain:/m],
   shutdown: [/^shutdown, idle sockets used just before the call/m, /^shutdown targets \(#16\)/m],

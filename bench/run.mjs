@@ -9,9 +9,9 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { benchDir, createLoadGenerator, pinning, rootDir, warn, wrkVersion } from './lib/util.mjs'
 
-/** What `--framework` takes: the like-with-like suite then measures that framework alone. */
+/** What `--framework` takes: the like-with-like suite then measures that framework alone, the instructions suite that one instead of node:http. */
 const FRAMEWORK_NAMES = ['node', 'express', 'koa', 'fastify']
-const SUITES = ['overhead', 'like', 'decision', 'gain', 'shutdown', 'memory', 'pressure', 'cluster']
+const SUITES = ['overhead', 'like', 'instructions', 'decision', 'gain', 'shutdown', 'memory', 'pressure', 'cluster']
 
 function parseArgs(argv) {
   const args = { quick: false, pairs: undefined, seconds: undefined, framework: undefined, concurrent: false, suites: [] }

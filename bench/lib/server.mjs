@@ -4,7 +4,9 @@
 //   keepalive      null (bare) or the keepalive options
 //   middleware     false: Express/Koa attach() the controller without app.use() (default true)
 //   noopMiddleware bare Express only: one app.use() layer that calls next(), what any middleware costs
+//   channelsOnly   bare only: no-op subscribers on Node's two HTTP server channels keepalive uses
 // Routes: GET / answers {"hello":"world"}; GET /slow answers the same after slowMs.
+import { subscribe } from 'node:diagnostics_channel'
 import http from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { getHeapStatistics } from 'node:v8'
@@ -161,6 +163,10 @@ async function build(side) {
   if (side.maxConnections !== undefined) server.maxConnections = side.maxConnections
   if (side.keepAliveTimeoutMs !== undefined && controller === null) server.keepAliveTimeout = side.keepAliveTimeoutMs
   if (side.maxRequestsPerSocket !== undefined && controller === null) server.maxRequestsPerSocket = side.maxRequestsPerSocket
+  if (side.channelsOnly && controller === null) {
+    // What Node's own side of the request and response channels costs, before keepalive does anything.
+    for (const name of ['http.server.request.start', 'http.server.response.finish']) subscribe(name, () => {})
+  }
   return { built, server, controller, counter }
 }
 

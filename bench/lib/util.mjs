@@ -122,20 +122,28 @@ export function pinned(cpu) {
  * Returns its path or null.
  */
 export function ensureWrk({ quick }) {
-  const found = commandPath('wrk')
+  return ensureCommand('wrk', 'wrk', { quick })
+}
+
+/**
+ * Makes sure command `name` is present: when missing, installs Debian package `aptPackage` with
+ * apt-get (root only, bounded in time). Returns its path or null.
+ */
+export function ensureCommand(name, aptPackage, { quick }) {
+  const found = commandPath(name)
   if (found !== null) return found
   if (process.env.KEEPALIVE_BENCH_NO_INSTALL === '1') return null
   if (typeof process.getuid !== 'function' || process.getuid() !== 0 || commandPath('apt-get') === null) return null
-  console.log('wrk is missing: installing it with apt-get ...')
+  console.log(`${name} is missing: installing ${aptPackage} with apt-get ...`)
   const timeout = quick ? 120_000 : 300_000
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  const install = () => spawnSync('apt-get', ['install', '-y', '-q', 'wrk'], { stdio: 'ignore', timeout, env }).status === 0
+  const install = () => spawnSync('apt-get', ['install', '-y', '-q', aptPackage], { stdio: 'ignore', timeout, env }).status === 0
   // The package lists may be missing or stale on a fresh machine: update once, then try again.
   if (!install()) {
     spawnSync('apt-get', ['update', '-q'], { stdio: 'ignore', timeout, env })
     install()
   }
-  return commandPath('wrk')
+  return commandPath(name)
 }
 
 export function wrkVersion(path) {
@@ -171,11 +179,11 @@ function withFileLimit(nofile, command) {
 }
 
 /**
- * Starts a bench child (server or client) with an IPC channel, optionally pinned to a core and with
- * a raised open-file limit. Resolves once the child reported `{ ready: true, ... }`.
+ * Starts a bench child (server or client) with an IPC channel, optionally pinned to a core, with
+ * a raised open-file limit, and run under `prefix` (a command such as valgrind that runs Node). Resolves once the child reported `{ ready: true, ... }`.
  */
-export async function startChild(script, args, { cpu = null, nofile = 0, execArgv = [], readyTimeoutMs = 30_000 } = {}) {
-  const command = withFileLimit(nofile, [...pinned(cpu), process.execPath, ...execArgv, join(benchDir, 'lib', script), ...args])
+export async function startChild(script, args, { cpu = null, nofile = 0, execArgv = [], prefix = [], readyTimeoutMs = 30_000 } = {}) {
+  const command = withFileLimit(nofile, [...pinned(cpu), ...prefix, process.execPath, ...execArgv, join(benchDir, 'lib', script), ...args])
   const proc = spawn(command[0], command.slice(1), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: rootDir })
   children.add(proc)
   const pending = new Map()
@@ -231,11 +239,12 @@ export async function startChild(script, args, { cpu = null, nofile = 0, execArg
         proc.send({ id, cmd, ...payload })
       })
     },
-    async stop() {
+    /** SIGTERM, then SIGKILL if it has not exited after `killAfterMs`. */
+    async stop({ killAfterMs = 5000 } = {}) {
       if (exited) return
       const gone = new Promise((resolve) => proc.once('exit', resolve))
       proc.kill('SIGTERM')
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000)
+      const timer = setTimeout(() => proc.kill('SIGKILL'), killAfterMs)
       await gone
       clearTimeout(timer)
     },
