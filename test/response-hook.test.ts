@@ -169,3 +169,90 @@ describe('the writeHead hook on ServerResponse.prototype', () => {
     expect(JSON.parse(child.stdout)).toEqual({ sameMap: true, extra: [], keepAlive: null })
   })
 })
+
+/** What Node has on the prototype before any controller attaches. */
+const nodeDetachSocket = prototype.detachSocket
+
+describe("the request hook in front of a server's emit, and the finish hook on detachSocket", () => {
+  it('are in place while attached and leave the server and the prototype as they were', async () => {
+    const { server, port } = await plainServer()
+    const ownEmit = Object.hasOwn(server, 'emit')
+    const emit = server.emit
+    const controller = createKeepAlive()
+    controller.attach(server)
+    expect(server.emit).not.toBe(emit)
+    expect(prototype.detachSocket).not.toBe(nodeDetachSocket)
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    await client.request('/')
+    await client.request('/')
+    expect(controller.stats()).toMatchObject({ requests: 2, connections: { open: 1, active: 0, idle: 1 } })
+    await client.destroy()
+    await closeServer(server)
+    expect(server.emit).toBe(emit)
+    expect(Object.hasOwn(server, 'emit')).toBe(ownEmit)
+    expect(prototype.detachSocket).toBe(nodeDetachSocket)
+  })
+
+  it('counts a request Node answers itself (417 to an unknown Expect) like any other', async () => {
+    const { server, port, controller } = await resources.startServer({ max: 3 }, () => {
+      throw new Error('the handler must not run for a 417')
+    })
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    client.send(rawRequest('/', { headers: [['Expect', 'something-else']] }))
+    const refused = await client.read()
+    expect(refused.status).toBe(417)
+    expectHeaders(refused, { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=2' })
+    expect(controller.stats()).toMatchObject({ requests: 1, connections: { active: 0, idle: 1 } })
+    await client.destroy()
+    await closeServer(server)
+  })
+
+  it("ignores an emit('request') of someone's own with a socket the server never accepted", async () => {
+    const { server, port, controller } = await resources.startServer({}, (_req, res) => res.end('ok'))
+    const fakeSocket = { remoteAddress: '127.0.0.1' }
+    const fakeReq = { socket: fakeSocket, headers: {}, url: '/' }
+    const fakeRes = { end() {}, setHeader() {}, writeHead() {} }
+    expect(() => server.emit('request', fakeReq as never, fakeRes as never)).not.toThrow()
+    expect(controller.stats().connections.open).toBe(0)
+    // Real traffic is still counted.
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    expectHeaders(await client.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=999' })
+    expect(controller.stats()).toMatchObject({ requests: 1, connections: { open: 1 } })
+    await client.destroy()
+    await closeServer(server)
+  })
+
+  it("stays a pass-through in an emit someone wrapped after attach(), and the next controller's hook comes first", async () => {
+    const { server, port } = await plainServer()
+    const first = createKeepAlive({ max: 5 })
+    first.attach(server)
+    const hooked = server.emit
+    let wrapped = 0
+    const next = hooked as (this: http.Server, type: string | symbol, ...args: unknown[]) => boolean
+    server.emit = function (this: http.Server, type: string | symbol, ...args: unknown[]): boolean {
+      if (type === 'request') wrapped++
+      return next.call(this, type, ...args)
+    } as http.Server['emit']
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    expectHeaders(await client.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=4' })
+    // The server closes (its controller detaches) but the wrapper keeps our hook in its chain.
+    const closed = once(server, 'close')
+    server.close()
+    await client.destroy()
+    await closed
+    expect(server.emit).not.toBe(hooked)
+    // Listening again with a new controller: its requests are counted once, the old hook passes them through.
+    const second = createKeepAlive({ max: 3 })
+    second.attach(server)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const again = resources.add(await connect((server.address() as { port: number }).port), (c) => c.destroy())
+    expectHeaders(await again.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=2' })
+    expectHeaders(await again.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=1' })
+    expect(second.stats().requests).toBe(2)
+    expect(first.stats().requests).toBe(1)
+    expect(wrapped).toBe(3)
+    await again.destroy()
+    await closeServer(server)
+  })
+})

@@ -1,4 +1,3 @@
-import { channel } from 'node:diagnostics_channel'
 import { once } from 'node:events'
 import http from 'node:http'
 import http2 from 'node:http2'
@@ -84,7 +83,7 @@ function activeResources(): Map<string, number> {
 }
 
 describe.each(Object.keys(kinds))('after shutdown of an attached %s server', (name) => {
-  it('leaves no connection tracked, no listener, no channel subscription and no handle behind', async () => {
+  it('leaves no connection tracked, no listener, no hook and no handle behind', async () => {
     const kind = kinds[name]!
     const before = activeResources()
     const server = kind.create((_req, res) => res.end('ok'))
@@ -92,6 +91,8 @@ describe.each(Object.keys(kinds))('after shutdown of an attached %s server', (na
       if (s.listening) s.close()
     })
     const listenersBefore = listenerCounts(server)
+    const prototype = http.ServerResponse.prototype
+    const hooksBefore = { emit: server.emit, ownEmit: Object.hasOwn(server, 'emit'), writeHead: prototype.writeHead, detachSocket: prototype.detachSocket }
     const ka = createKeepAlive({ grace: 0.1, adaptive: true })
     ka.attach(server)
     expect(listenerCounts(server)).not.toEqual(listenersBefore)
@@ -101,7 +102,9 @@ describe.each(Object.keys(kinds))('after shutdown of an attached %s server', (na
 
     const closeClient = await kind.serve(port, 3)
     expect(ka.stats()).toMatchObject({ connections: { open: 1 }, requests: 3 })
-    expect(channel('http.server.request.start').hasSubscribers).toBe(true)
+    expect(server.emit).not.toBe(hooksBefore.emit)
+    expect(prototype.writeHead).not.toBe(hooksBefore.writeHead)
+    expect(prototype.detachSocket).not.toBe(hooksBefore.detachSocket)
 
     const serverClosed = once(server, 'close')
     const shutdown = ka.shutdown({ timeout: 5 })
@@ -116,8 +119,10 @@ describe.each(Object.keys(kinds))('after shutdown of an attached %s server', (na
     expect(report).toMatchObject({ closedIdle: 1, completed: 0, forced: 0 })
     expect(ka.stats().connections).toEqual({ open: 0, active: 0, idle: 0 })
     expect(listenerCounts(server)).toEqual(listenersBefore)
-    expect(channel('http.server.request.start').hasSubscribers).toBe(false)
-    expect(channel('http.server.response.finish').hasSubscribers).toBe(false)
+    expect(server.emit).toBe(hooksBefore.emit)
+    expect(Object.hasOwn(server, 'emit')).toBe(hooksBefore.ownEmit)
+    expect(prototype.writeHead).toBe(hooksBefore.writeHead)
+    expect(prototype.detachSocket).toBe(hooksBefore.detachSocket)
     const after = activeResources()
     for (const [type, n] of after) expect(n, type).toBeLessThanOrEqual(before.get(type) ?? 0)
     // Still the same promise once everything is over.

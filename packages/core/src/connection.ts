@@ -29,6 +29,8 @@ export interface ConnectionOwner {
   served(conn: Connection, reused: boolean): void
   /** The connection's socket closed. */
   released(conn: Connection): void
+  /** A request no listener was handed started, answered by `res` (see `Connection.unannounced`). */
+  unannounced(conn: Connection, res: object): void
   /** Decides the connection headers of a response about to be written (see response.ts). */
   decide(conn: Connection, res: unknown, statusCode: number, inStore: boolean): void
 }
@@ -190,6 +192,13 @@ export class Connection implements HeadersListener, FirstMessageListener {
   /** True if `res` answers a request this connection saw start. */
   answers(res: object): boolean {
     return res === this.latest || (res as NumberedResponse)[kSequence] !== undefined
+  }
+
+  unannounced(res: object): boolean {
+    // Only alone on the socket: a response in flight before tracking began is not a new request.
+    if (this.started !== this.finished || !this.waiting || (res as { socket?: unknown }).socket !== this.socket) return false
+    this.owner.unannounced(this, res)
+    return true
   }
 
   /** The connection's latest request started with its response's keep-alive fields preset in `epoch`. */

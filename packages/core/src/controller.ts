@@ -44,11 +44,11 @@ export function createKeepAlive(options?: KeepAliveOptions): KeepAliveController
   }
 
   function handle(req: AnyRequest, res: AnyResponse): void {
-    // Handled by the request channel a moment ago (the usual case: the middleware runs first).
+    // Handled by the request hook a moment ago (the usual case: the middleware runs first).
     if ((hookedListenerOf(res) as Connection | null)?.owner === tracker) return
     const socket = req.socket as SocketWithServer | null
     if (socket === null || socket === undefined) return
-    // Once attached, Node's request channel has already handled this request.
+    // Once attached, the request hook has already handled this request.
     const known = socket[kConnection]
     if (known !== undefined) {
       if (known.owner !== tracker) lazyAttach(socket.server)

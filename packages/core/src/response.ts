@@ -16,6 +16,11 @@ export interface HeadersListener {
   beforeHeaders(res: object, statusCode: number, inStore: boolean): void
   /** True if `res` answers a request this listener saw start: the only responses it decides. */
   answers(res: object): boolean
+  /**
+   * A response to a request no listener was handed (Node answers an unknown `Expect` with 417
+   * itself): true if the listener takes it as a request started now, and decides it.
+   */
+  unannounced(res: object): boolean
 }
 
 /**
@@ -38,6 +43,8 @@ interface NodeResponseFields {
   /** The header block once written (what `headersSent` tests), else null. */
   _header: string | null
   socket: Socket | null
+  /** Set as `end()` is called. */
+  finished: boolean
 }
 
 /** Where a tracked socket keeps its per-connection state. */
@@ -259,7 +266,7 @@ function hookedWriteHead(res: ServerResponse, statusCode: number, reason?: strin
     // A pipelined response is given its socket only once those before it are done.
     const socket = (fields.socket ?? (fields.req as IncomingMessage | undefined)?.socket) as ListenedSocket | null | undefined
     listener = socket?.[kConnection]
-    if (listener === undefined || !listener.answers(res) || (nodeFields ? fields._header !== null : res.headersSent)) {
+    if (listener === undefined || (nodeFields ? fields._header !== null : res.headersSent) || (!listener.answers(res) && !listener.unannounced(res))) {
       return nextWriteHead.call(res, statusCode, reason as string, headers)
     }
   }
@@ -281,28 +288,67 @@ function hookedWriteHead(res: ServerResponse, statusCode: number, reason?: strin
   return message === undefined ? nextWriteHead.call(res, statusCode) : nextWriteHead.call(res, statusCode, message)
 }
 
+// ---- the end of a response -------------------------------------------------------------------
+
+/** What the finish hook calls: a finished response has just been detached from its socket. */
+export type ResponseFinished = (res: ServerResponse, socket: Socket) => void
+
+type DetachSocket = (this: ServerResponse, socket: Socket) => void
+
+const ignoreFinished: ResponseFinished = () => {}
+let onFinished: ResponseFinished = ignoreFinished
+let nextDetachSocket: DetachSocket = responsePrototype.detachSocket as DetachSocket
+let finishInChain = false
+
 /**
- * Puts the hook on `ServerResponse.prototype` (once for all controllers; each attached one calls
- * this once). Whatever was there stays next in the chain.
+ * Node detaches every HTTP/1 response from its socket as the response finishes (resOnFinish in
+ * lib/_http_server.js, 20 to 26), before it ends the socket (`_last`) or hands it to the next
+ * pipelined response: the one moment every response passes, in order, on its socket. Node also
+ * detaches an unfinished response when it hands the socket to another process; that one served
+ * nothing and is not reported.
  */
-export function installHeadersHook(): void {
-  if (installs++ > 0 || inChain) return
-  nextWriteHead = responsePrototype.writeHead as WriteHead
-  nextWriteHeader = responsePrototype.writeHeader
-  responsePrototype.writeHead = keepAliveWriteHead as ServerResponse['writeHead']
-  if (hasWriteHeader) responsePrototype.writeHeader = keepAliveWriteHead
-  inChain = true
+function keepAliveDetachSocket(this: ServerResponse, socket: Socket): void {
+  nextDetachSocket.call(this, socket)
+  if ((this as unknown as NodeResponseFields).finished) onFinished(this, socket)
+}
+
+// ---- installing the hooks --------------------------------------------------------------------
+
+/**
+ * Puts the hooks on `ServerResponse.prototype` (once for all controllers; each attached one calls
+ * this once, with the same `finished`). Whatever was there stays next in the chain.
+ */
+export function installHeadersHook(finished: ResponseFinished = ignoreFinished): void {
+  onFinished = finished
+  if (installs++ > 0) return
+  if (!inChain) {
+    nextWriteHead = responsePrototype.writeHead as WriteHead
+    nextWriteHeader = responsePrototype.writeHeader
+    responsePrototype.writeHead = keepAliveWriteHead as ServerResponse['writeHead']
+    if (hasWriteHeader) responsePrototype.writeHeader = keepAliveWriteHead
+    inChain = true
+  }
+  if (!finishInChain) {
+    nextDetachSocket = responsePrototype.detachSocket as DetachSocket
+    responsePrototype.detachSocket = keepAliveDetachSocket
+    finishInChain = true
+  }
 }
 
 /**
  * The last attached controller stopped: the prototype gets back what it had. If something wrapped
- * the hook since, it stays in that chain, passing every response through, and is reused by the next
+ * a hook since, it stays in that chain, passing every response through, and is reused by the next
  * controller instead of being put in twice.
  */
 export function removeHeadersHook(): void {
   if (installs === 0 || --installs > 0) return
   hooked = null
   hookedListener = null
+  onFinished = ignoreFinished
+  if (responsePrototype.detachSocket === keepAliveDetachSocket) {
+    responsePrototype.detachSocket = nextDetachSocket
+    finishInChain = false
+  }
   if (responsePrototype.writeHead !== (keepAliveWriteHead as unknown)) return
   responsePrototype.writeHead = nextWriteHead as ServerResponse['writeHead']
   if (hasWriteHeader && responsePrototype.writeHeader === keepAliveWriteHead) responsePrototype.writeHeader = nextWriteHeader

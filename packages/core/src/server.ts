@@ -1,7 +1,7 @@
-// Attaching a controller to servers: their listeners, Node's request channels, Node's settings,
-// the sweep and sampler that run while attached, and stopping a listener (docs/architecture.md §2).
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import type { IncomingMessage, ServerResponse } from 'node:http'
+// Attaching a controller to servers: their listeners, the request and finish hooks, Node's
+// settings, the sweep and sampler that run while attached, and stopping a listener
+// (docs/architecture.md §2).
+import { ServerResponse, type IncomingMessage } from 'node:http'
 import type { ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
@@ -15,20 +15,16 @@ import type { AttachableServer } from './types.js'
 /** Marks a server with the controller attached to it; shared by every copy of the package (ESM and CJS). */
 export const kOwner = Symbol.for('keepalive.owner')
 
-/** Node publishes these around every HTTP/1.x request of every server (lib/_http_server.js). */
-const REQUEST_START = 'http.server.request.start'
-const RESPONSE_FINISH = 'http.server.response.finish'
+/** Marks a server with this copy's attachments: what a finishing response's socket leads back to. */
+const kAttachments = Symbol('keepalive.attachments')
 
-interface ChannelMessage {
-  request: IncomingMessage
-  response: ServerResponse
-  socket: Socket
-  server: AttachableServer
-}
+type Emit = (this: TunableServer, type: string | symbol, ...args: unknown[]) => boolean
 
 /** The fields of `http.Server` (and the HTTP/1 side of `http2` servers) attaching tunes. */
 export interface TunableServer extends AttachableServer {
   [kOwner]?: object
+  [kAttachments]?: Attachments
+  emit: Emit
   keepAliveTimeout?: number
   maxRequestsPerSocket?: number | null
   headersTimeout?: number
@@ -43,6 +39,27 @@ interface Attachment {
   readonly onClose: () => void
   readonly onSession: ((session: TrackedSession) => void) | null
   readonly onStream: ((stream: ServerHttp2Stream) => void) | null
+  /** The server's `emit` with the request hook in front, and what it was before. */
+  readonly emit: Emit
+  readonly ownEmit: PropertyDescriptor | undefined
+  /** False once detached: a hook someone wrapped since passes everything through. */
+  live: boolean
+}
+
+/**
+ * A finished response was detached from its socket (the finish hook in response.ts, one for every
+ * controller of this copy): its connection's tracker takes it, or a socket never tracked is adopted.
+ */
+function responseFinished(res: ServerResponse, socket: Socket): void {
+  const conn = (socket as TrackedSocket)[kConnection]
+  if (conn === undefined) {
+    const server = (socket as Socket & { server?: TunableServer }).server
+    server?.[kAttachments]?.adopt(socket, server, res)
+  } else {
+    // Only while its controller is attached to the connection's server.
+    const attachments = (conn.server as TunableServer)[kAttachments]
+    if (attachments !== undefined && attachments.tracker === conn.owner) attachments.tracker.responseEnded(conn, res)
+  }
 }
 
 /** The controller attached to a server, if any (this package's or another copy's). */
@@ -55,10 +72,10 @@ export class Attachments {
   readonly servers = new Map<TunableServer, Attachment>()
   readonly sweep: Sweep
   private monitor: LoadMonitor | null = null
-  private subscribed = false
+  private hooked = false
 
   constructor(
-    private readonly tracker: Tracker,
+    readonly tracker: Tracker,
     /** The public controller: what `kOwner` marks a server with. */
     private readonly owner: object,
   ) {
@@ -82,8 +99,21 @@ export class Attachments {
       )
     }
     server[kOwner] = this.owner
+    server[kAttachments] = this
     const tracker = this.tracker
     const http2 = typeof server.updateSettings === 'function'
+    const next = server.emit
+    const onRequest = this.onRequest
+    // The request hook: in front of every listener, of a request Node hands the application
+    // (`request`, or `checkContinue` / `checkExpectation` for an Expect header). `arguments` passes
+    // through without an array per call.
+    const emit: Emit = function (this: TunableServer, type: string | symbol, req?: unknown, res?: unknown): boolean {
+      if ((type === 'request' || type === 'checkContinue' || type === 'checkExpectation') && attachment.live && (!http2 || res instanceof ServerResponse)) {
+        onRequest(server, req, res)
+      }
+      // eslint-disable-next-line prefer-rest-params
+      return Reflect.apply(next, this, arguments)
+    }
     const attachment: Attachment = {
       connectionEvent: server instanceof TlsServer ? 'secureConnection' : 'connection',
       onConnection: (socket) => {
@@ -94,8 +124,12 @@ export class Attachments {
       },
       onSession: http2 ? (session) => this.trackSession(session) : null,
       onStream: http2 ? (stream) => this.streamStarted(stream) : null,
+      emit,
+      ownEmit: Object.getOwnPropertyDescriptor(server, 'emit'),
+      live: true,
     }
     this.servers.set(server, attachment)
+    server.emit = emit
     // http2 servers create the session in their own connection listener and emit 'session' from it:
     // track the socket first, so the session finds its connection.
     if (http2) server.prependListener(attachment.connectionEvent, attachment.onConnection)
@@ -110,11 +144,9 @@ export class Attachments {
     if (typeof server.maxRequestsPerSocket === 'number' && server.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = 0
     this.alignSlowlorisGuards(server)
 
-    if (!this.subscribed) {
-      subscribe(REQUEST_START, this.onRequestStart)
-      subscribe(RESPONSE_FINISH, this.onResponseFinish)
-      installHeadersHook()
-      this.subscribed = true
+    if (!this.hooked) {
+      installHeadersHook(responseFinished)
+      this.hooked = true
     }
     this.sweep.start()
     const options = tracker.options
@@ -163,17 +195,21 @@ export class Attachments {
     server.off('close', attachment.onClose)
     if (attachment.onSession !== null) server.off('session', attachment.onSession)
     if (attachment.onStream !== null) server.off('stream', attachment.onStream)
+    attachment.live = false
+    if (server.emit === attachment.emit) {
+      if (attachment.ownEmit === undefined) delete (server as Partial<TunableServer>).emit
+      else Object.defineProperty(server, 'emit', attachment.ownEmit)
+    }
     delete server[kOwner]
+    delete server[kAttachments]
     if (this.servers.size === 0) this.stop()
   }
 
-  /** Stops the sweep, the sampler and the channel subscriptions: nothing of this controller keeps running. */
+  /** Stops the sweep, the sampler and the response hooks: nothing of this controller keeps running. */
   stop(): void {
-    if (this.subscribed) {
-      unsubscribe(REQUEST_START, this.onRequestStart)
-      unsubscribe(RESPONSE_FINISH, this.onResponseFinish)
+    if (this.hooked) {
       removeHeadersHook()
-      this.subscribed = false
+      this.hooked = false
     }
     this.monitor?.stop()
     this.monitor = null
@@ -181,20 +217,19 @@ export class Attachments {
     this.tracker.forgetHooked()
   }
 
-  // Arrow functions: subscribed once per controller, no closure per request.
-  private readonly onRequestStart = (message: unknown): void => {
-    const { server, socket, response } = message as ChannelMessage
-    if ((server as TunableServer)[kOwner] !== this.owner) return
-    const conn = this.tracker.track(socket, server)
-    if (conn !== null) this.tracker.requestStarted(conn, response)
-  }
-
-  private readonly onResponseFinish = (message: unknown): void => {
-    const { server, socket, response } = message as ChannelMessage
-    if ((server as TunableServer)[kOwner] !== this.owner) return
-    const conn = (socket as TrackedSocket)[kConnection]
-    if (conn === undefined) this.adopt(socket, server, response)
-    else if (conn.owner === this.tracker) this.tracker.responseEnded(conn, response)
+  // An arrow function: one per controller, no closure per request.
+  private readonly onRequest = (server: TunableServer, req: unknown, res: unknown): void => {
+    const socket = (req as IncomingMessage).socket as TrackedSocket | null
+    const conn = socket?.[kConnection]
+    if (conn !== undefined) {
+      if (conn.owner === this.tracker && !conn.http2) this.tracker.requestStarted(conn, res as ServerResponse)
+      return
+    }
+    // A socket accepted before attach(), or an `emit('request')` of someone's own: only the
+    // server's own sockets are tracked.
+    if (socket == null || !(res instanceof ServerResponse) || (socket as Socket & { server?: unknown }).server !== server) return
+    const tracked = this.tracker.track(socket, server)
+    if (tracked !== null && !tracked.http2) this.tracker.requestStarted(tracked, res)
   }
 
   /**
@@ -202,8 +237,8 @@ export class Attachments {
    * Node has switched its own idle timer off since, so the socket is tracked from here, with the
    * longer of what Node advertised on it and what we advertise.
    */
-  private adopt(socket: Socket, server: AttachableServer, res: ServerResponse): void {
-    if (socket.destroyed) return
+  adopt(socket: Socket, server: AttachableServer, res: ServerResponse): void {
+    if (socket.destroyed || (server as TunableServer)[kOwner] !== this.owner) return
     const conn = this.tracker.track(socket, server)
     if (conn === null) return
     const time = now()

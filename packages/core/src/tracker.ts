@@ -177,6 +177,11 @@ export class Tracker implements ConnectionOwner {
 
   // ---- ConnectionOwner: aggregates follow the connections' transitions ---------------------
 
+  unannounced(conn: Connection, res: object): void {
+    this.requestStarted(conn, res as ServerResponse)
+    forgetHooked(res)
+  }
+
   decide(conn: Connection, res: object, statusCode: number, inStore: boolean): void {
     this.decider.decide(conn, res, statusCode, inStore)
   }

@@ -43,8 +43,8 @@ const plugin: FastifyPluginCallback<FastifyKeepAliveOptions> = (fastify: Fastify
     done(error as Error)
     return
   }
-  // Attached at register time, so Node's request channel reaches every request, 404s and errors
-  // included: no per-request hook is needed. This also replaces Fastify's 72 s keepAliveTimeout.
+  // Attached at register time, so the hook on the server's emit reaches every request, 404s and
+  // errors included: no Fastify hook is needed. This also replaces Fastify's 72 s keepAliveTimeout.
   controller.attach(fastify.server)
   fastify.decorate('keepAlive', controller)
   let closing = false
