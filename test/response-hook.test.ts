@@ -256,3 +256,32 @@ describe("the request hook in front of a server's emit, and the finish hook on d
     await closeServer(server)
   })
 })
+
+describe('a request handed on from a checkContinue listener', () => {
+  it('is counted once, and its connection goes idle when its response ends', async () => {
+    const { server, port, controller } = await resources.startServer({ max: 3 }, (_req, res) => res.end('ok'))
+    // A common pattern: accept the body, then hand the request to the usual 'request' listeners.
+    server.on('checkContinue', (req, res) => {
+      res.writeContinue()
+      server.emit('request', req, res)
+    })
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    client.send(
+      rawRequest('/', {
+        method: 'POST',
+        headers: [
+          ['Expect', '100-continue'],
+          ['Content-Length', '0'],
+        ],
+      }),
+    )
+    expect((await client.read()).status).toBe(100)
+    const response = await client.read()
+    expect(response.status).toBe(200)
+    expectHeaders(response, { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=2' })
+    expect(controller.stats()).toMatchObject({ requests: 1, connections: { open: 1, active: 0, idle: 1 } })
+    expectHeaders(await client.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=1' })
+    await client.destroy()
+    await closeServer(server)
+  })
+})

@@ -48,9 +48,10 @@ export class Decider {
   /**
    * A request started (`conn.started` counts it; `pipelined`: behind another still in flight): its
    * response is numbered when pipelined (`conn.responseStarted`) and, on the fields path, its
-   * keep-alive fields are written now with the policy's numbers. Express swaps every response's prototype as its handler starts,
-   * after which each write to the response is a slow lookup (docs/architecture.md §9): written
-   * here, before that, the decision as headers go out only checks that nothing changed.
+   * keep-alive fields are written now with the policy's numbers. Express swaps every response's
+   * prototype as its handler starts, after which each write to the response is a slow lookup
+   * (docs/architecture.md §9): written here, before that, the decision as headers go out only
+   * checks that nothing changed.
    */
   requestStarted(conn: Connection, res: ServerResponse, pipelined: boolean): void {
     const n = conn.started

@@ -222,7 +222,8 @@ export class Attachments {
     const socket = (req as IncomingMessage).socket as TrackedSocket | null
     const conn = socket?.[kConnection]
     if (conn !== undefined) {
-      if (conn.owner === this.tracker && !conn.http2) this.tracker.requestStarted(conn, res as ServerResponse)
+      // Once per request: a `checkContinue` listener may hand the request on with emit('request').
+      if (conn.owner === this.tracker && !conn.http2 && !conn.answers(res as object)) this.tracker.requestStarted(conn, res as ServerResponse)
       return
     }
     // A socket accepted before attach(), or an `emit('request')` of someone's own: only the
