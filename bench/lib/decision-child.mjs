@@ -1,10 +1,10 @@
 // Per-response cost, in process: the decision and header path on real ServerResponse objects of a
-// real (unlistened) http.Server attached to a controller, driven through Node's own diagnostics
-// channels exactly as lib/_http_server.js publishes them. Run with --expose-gc.
+// real (unlistened) http.Server attached to a controller, driven through the hooks keepalive puts
+// where lib/_http_server.js hands a request over (`server.emit('request')`) and detaches a finished
+// response (`res.detachSocket(socket)`). Run with --expose-gc.
 //
 // The controller's per-connection state is reached the way the writeHead hook reaches it: through
 // the socket's `keepalive.connection` symbol. The bench reads it; the package never exposes it.
-import { channel } from 'node:diagnostics_channel'
 import http from 'node:http'
 import net from 'node:net'
 import { performance, PerformanceObserver } from 'node:perf_hooks'
@@ -13,8 +13,6 @@ import { createKeepAlive } from '@keepalive/core'
 import { measure } from 'mitata'
 import { serveCommands } from './child.mjs'
 
-const requestStart = channel('http.server.request.start')
-const responseFinish = channel('http.server.response.finish')
 const body = JSON.stringify({ hello: 'world' })
 const bodyLength = String(Buffer.byteLength(body))
 /** The headers Fastify passes to writeHead() for a JSON reply. */
@@ -24,6 +22,8 @@ const server = http.createServer()
 const ka = createKeepAlive()
 ka.attach(server)
 const socket = new net.Socket()
+// Node's connection listener sets this on every socket of an HTTP server.
+socket.server = server
 const req = new http.IncomingMessage(socket)
 Object.assign(req, { method: 'GET', url: '/', httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1 })
 
@@ -41,16 +41,24 @@ function appResponse() {
   return res
 }
 
-// Two requests through the channels, as Node runs them: the tracker starts tracking the socket and
+/** What Node does as a response finishes: `end()` marks it, resOnFinish detaches it from its socket (it holds it). */
+function finish(res) {
+  socket._httpMessage = res
+  res.finished = true
+  res.detachSocket(socket)
+}
+
+// Two requests through the hooks, as Node runs them: the tracker starts tracking the socket and
 // hooks each response; the second, pipelined behind the first, is numbered.
 const first = appResponse()
-requestStart.publish({ request: req, response: first, socket, server })
+server.emit('request', req, first)
 const second = appResponse()
-requestStart.publish({ request: req, response: second, socket, server })
+server.emit('request', req, second)
 first.writeHead(200)
-responseFinish.publish({ request: req, response: first, socket, server })
+finish(first)
 second.writeHead(200)
-responseFinish.publish({ request: req, response: second, socket, server })
+finish(second)
+if (ka.stats().requests !== 2) throw new Error(`the hooks counted ${ka.stats().requests} requests, not 2`)
 const kConnection = symbolNamed(socket, 'keepalive.connection')
 const kSequence = symbolNamed(second, 'keepalive.sequence')
 const conn = socket[kConnection]
@@ -127,12 +135,11 @@ const cases = {
       res.writeHead(200, replyHeaders)
     },
   },
-  'request start + finish (channels)': {
+  'request start + finish (emit and detachSocket hooks)': {
     make: appResponse,
     run(res) {
-      // Node builds these messages only when the channels have subscribers, i.e. because of us.
-      if (requestStart.hasSubscribers) requestStart.publish({ request: req, response: res, socket, server })
-      if (responseFinish.hasSubscribers) responseFinish.publish({ request: req, response: res, socket, server })
+      server.emit('request', req, res)
+      finish(res)
     },
     after() {
       // Keep `max=` away from its limit: this case counts requests on the one connection.
