@@ -238,7 +238,7 @@ let nextWriteHead: WriteHead = responsePrototype.writeHead as WriteHead
 let nextWriteHeader: unknown = responsePrototype.writeHeader
 /** Controllers attached: the hook is in place while there is one. */
 let installs = 0
-/** True while the hook is in the chain (also after removal failed, see `removeHeadersHook`). */
+/** True while the hook is in the chain (also after removal failed, see `removeResponseHooks`). */
 let inChain = false
 
 /**
@@ -318,7 +318,7 @@ function keepAliveDetachSocket(this: ServerResponse, socket: Socket): void {
  * Puts the hooks on `ServerResponse.prototype` (once for all controllers; each attached one calls
  * this once, with the same `finished`). Whatever was there stays next in the chain.
  */
-export function installHeadersHook(finished: ResponseFinished = ignoreFinished): void {
+export function installResponseHooks(finished: ResponseFinished): void {
   onFinished = finished
   if (installs++ > 0) return
   if (!inChain) {
@@ -340,7 +340,7 @@ export function installHeadersHook(finished: ResponseFinished = ignoreFinished):
  * a hook since, it stays in that chain, passing every response through, and is reused by the next
  * controller instead of being put in twice.
  */
-export function removeHeadersHook(): void {
+export function removeResponseHooks(): void {
   if (installs === 0 || --installs > 0) return
   hooked = null
   hookedListener = null

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net'
 import { Server as TlsServer } from 'node:tls'
 import { now, type Connection, type TrackedSession, type TrackedSocket } from './connection.js'
 import { createLoadMonitor, type LoadMonitor } from './load.js'
-import { advertisedTimeoutMs, installHeadersHook, kConnection, removeHeadersHook } from './response.js'
+import { advertisedTimeoutMs, installResponseHooks, kConnection, removeResponseHooks } from './response.js'
 import { Sweep } from './sweep.js'
 import type { Tracker } from './tracker.js'
 import type { AttachableServer } from './types.js'
@@ -49,6 +49,7 @@ interface Attachment {
 /**
  * A finished response was detached from its socket (the finish hook in response.ts, one for every
  * controller of this copy): its connection's tracker takes it, or a socket never tracked is adopted.
+ * `kAttachments` is on a server exactly while one of this copy's controllers is attached to it.
  */
 function responseFinished(res: ServerResponse, socket: Socket): void {
   const conn = (socket as TrackedSocket)[kConnection]
@@ -145,7 +146,7 @@ export class Attachments {
     this.alignSlowlorisGuards(server)
 
     if (!this.hooked) {
-      installHeadersHook(responseFinished)
+      installResponseHooks(responseFinished)
       this.hooked = true
     }
     this.sweep.start()
@@ -208,7 +209,7 @@ export class Attachments {
   /** Stops the sweep, the sampler and the response hooks: nothing of this controller keeps running. */
   stop(): void {
     if (this.hooked) {
-      removeHeadersHook()
+      removeResponseHooks()
       this.hooked = false
     }
     this.monitor?.stop()
@@ -239,7 +240,7 @@ export class Attachments {
    * longer of what Node advertised on it and what we advertise.
    */
   adopt(socket: Socket, server: AttachableServer, res: ServerResponse): void {
-    if (socket.destroyed || (server as TunableServer)[kOwner] !== this.owner) return
+    if (socket.destroyed) return
     const conn = this.tracker.track(socket, server)
     if (conn === null) return
     const time = now()

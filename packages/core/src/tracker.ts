@@ -178,8 +178,9 @@ export class Tracker implements ConnectionOwner {
   // ---- ConnectionOwner: aggregates follow the connections' transitions ---------------------
 
   unannounced(conn: Connection, res: object): void {
-    this.requestStarted(conn, res as ServerResponse)
-    forgetHooked(res)
+    // As `requestStarted`, alone on the connection, without hooking: its hook is running now.
+    conn.requestStarted()
+    this.decider.requestStarted(conn, res as ServerResponse, false)
   }
 
   decide(conn: Connection, res: object, statusCode: number, inStore: boolean): void {
