@@ -285,3 +285,128 @@ describe('a request handed on from a checkContinue listener', () => {
     await closeServer(server)
   })
 })
+
+describe('responses Node writes itself while it parses a pipelined request', () => {
+  it('counts a 417 behind a request in flight in its place: max= and the close after the last stay right', async () => {
+    let releaseLast: () => void = () => {}
+    const lastStarted = new Promise<void>((started) => (releaseLast = started))
+    let endLast: () => void = () => {}
+    const { server, port, controller } = await resources.startServer({ max: 3 }, (req, res) => {
+      if (req.url !== '/last') return void res.end('ok')
+      endLast = () => res.end('last')
+      releaseLast()
+    })
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    client.send(
+      rawRequest('/first') +
+        rawRequest('/refused', {
+          method: 'POST',
+          headers: [
+            ['Expect', 'something-else'],
+            ['Content-Length', '0'],
+          ],
+        }) +
+        rawRequest('/last'),
+    )
+    expectHeaders(await client.read(), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=2' })
+    const refused = await client.read()
+    expect(refused.status).toBe(417)
+    expectHeaders(refused, { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=1' })
+    await lastStarted
+    // The third request is in flight: its connection is active, not idle since the 417 ended.
+    expect(controller.stats().connections).toMatchObject({ open: 1, active: 1, idle: 0 })
+    endLast()
+    const last = await client.read()
+    expect(last.body).toBe('last')
+    expectHeaders(last, { connection: 'close', 'keep-alive': null })
+    await client.closed
+    expect(controller.stats().requests).toBe(3)
+    await closeServer(server)
+  })
+
+  it('counts the 400 Node writes for a pipelined request without a Host header', async () => {
+    const { server, port, controller } = await resources.startServer({ max: 5 })
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    client.send(rawRequest('/') + 'GET /no-host HTTP/1.1\r\n\r\n')
+    expectHeaders(await client.read(), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=4' })
+    const refused = await client.read()
+    expect(refused.status).toBe(400)
+    expectHeaders(refused, { connection: 'close', 'keep-alive': null })
+    await client.closed
+    expect(controller.stats().requests).toBe(2)
+    await closeServer(server)
+  })
+})
+
+describe('a request pipelined behind one in flight at attach()', () => {
+  it('keeps its connection active until its own response ends, then idle for the whole timeout', async () => {
+    const ends = new Map<string, () => void>()
+    let started: (url: string) => void = () => {}
+    const server = http.createServer((req, res) => {
+      ends.set(req.url ?? '', () => res.end(req.url))
+      started(req.url ?? '')
+    })
+    const port = await resources.listen(server)
+    const nextStart = (): Promise<string> => new Promise((resolve) => (started = resolve))
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    let start = nextStart()
+    client.send(rawRequest('/before'))
+    expect(await start).toBe('/before')
+    const controller = createKeepAlive({ timeout: 1 })
+    controller.attach(server)
+    start = nextStart()
+    client.send(rawRequest('/after'))
+    expect(await start).toBe('/after')
+    ends.get('/before')?.()
+    expect((await client.read()).body).toBe('/before')
+    // The response that ended answered the request before attach(), not this one.
+    expect(controller.stats().connections).toMatchObject({ open: 1, active: 1, idle: 0 })
+    ends.get('/after')?.()
+    const after = await client.read()
+    expectHeaders(after, { connection: 'keep-alive', 'keep-alive': 'timeout=1, max=999' })
+    const idleFrom = performance.now()
+    expect(controller.stats().connections).toMatchObject({ open: 1, active: 0, idle: 1 })
+    const closedAt = await client.closed
+    // Closed after the timeout it advertised, counted from its own response's end.
+    expect(closedAt - idleFrom).toBeGreaterThanOrEqual(950)
+    expect(controller.stats().requests).toBe(1)
+    await closeServer(server)
+  })
+})
+
+describe('attach() and the emit of a server', () => {
+  it('passes every event to the prototype emit of the moment: instrumentation that patches it later still sees the requests', async () => {
+    const { server, port } = await plainServer()
+    const controller = createKeepAlive()
+    controller.attach(server)
+    const original = http.Server.prototype.emit as (this: http.Server, type: string | symbol, ...args: unknown[]) => boolean
+    let seen = 0
+    http.Server.prototype.emit = function (this: http.Server, type: string | symbol, ...args: unknown[]): boolean {
+      if (type === 'request') seen++
+      return original.call(this, type, ...args)
+    } as http.Server['emit']
+    try {
+      const client = resources.add(await connect(port), (c) => c.destroy())
+      expectHeaders(await client.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=999' })
+      await client.request('/')
+      expect(seen).toBe(2)
+      expect(controller.stats().requests).toBe(2)
+      await client.destroy()
+    } finally {
+      http.Server.prototype.emit = original as http.Server['emit']
+    }
+    await closeServer(server)
+  })
+
+  it('throws, and leaves the server as it was, when its emit cannot be replaced', async () => {
+    const { server } = await plainServer()
+    Object.defineProperty(server, 'emit', { value: server.emit, writable: false, configurable: true })
+    const listeners = server.listenerCount('connection')
+    const controller = createKeepAlive()
+    expect(() => controller.attach(server)).toThrow(/cannot attach to this server: its emit\(\) cannot be replaced/)
+    expect(Object.getOwnPropertySymbols(server).some((s) => s.description?.startsWith('keepalive'))).toBe(false)
+    expect(prototype.writeHead).toBe(nodeWriteHead)
+    expect(server.listenerCount('connection')).toBe(listeners)
+    await closeServer(server)
+  })
+})

@@ -3,7 +3,7 @@
 import type { Http2Session } from 'node:http2'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { isDetached, kConnection, lastResponse, type FirstMessageListener, type HeadersListener } from './response.js'
+import { answersParsedRequest, isDetached, kConnection, lastResponse, type FirstMessageListener, type HeadersListener } from './response.js'
 import type { AttachableServer, CloseReason } from './types.js'
 
 /**
@@ -195,8 +195,11 @@ export class Connection implements HeadersListener, FirstMessageListener {
   }
 
   unannounced(res: object): boolean {
-    // Only alone on the socket: a response in flight before tracking began is not a new request.
-    if (this.started !== this.finished || !this.waiting || (res as { socket?: unknown }).socket !== this.socket) return false
+    // Node answers the request its parser has just read, in front of any still in flight; or, where
+    // the socket tells no parser, alone on it. A response to a request read before tracking began
+    // is neither, and is not a new request.
+    const alone = this.started === this.finished && this.waiting && (res as { socket?: unknown }).socket === this.socket
+    if (!alone && !answersParsedRequest(res, this.socket)) return false
     this.owner.unannounced(this, res)
     return true
   }
@@ -229,19 +232,30 @@ export class Connection implements HeadersListener, FirstMessageListener {
    */
   responseEnded(res: object, time: number): void {
     if (res === this.latest) this.latest = null
+    else if ((res as NumberedResponse)[kSequence] === undefined) {
+      // A response to a request read before tracking began: it ends the socket or not, it is not
+      // one of the requests counted here (their ends are still to come).
+      if (lastResponse(res)) this.willEnd()
+      return
+    }
     const predicted = this.predictedN === this.finished + 1
     if (lastResponse(res)) {
-      if (this.state !== 'closing' && this.state !== 'closed') {
-        if (this.waiting) this.owner.idle(this, false)
-        this.state = 'closing'
-      }
-      this.setLeaving(true)
+      this.willEnd()
     } else if (predicted && this.state !== 'closing') {
       // Predicted to close, but Node keeps the connection (the application made it keep-alive).
       this.reason = null
       this.setLeaving(false)
     }
     this.ended(true, time)
+  }
+
+  /** Node ends the socket after the response that just ended. */
+  private willEnd(): void {
+    if (this.state !== 'closing' && this.state !== 'closed') {
+      if (this.waiting) this.owner.idle(this, false)
+      this.state = 'closing'
+    }
+    this.setLeaving(true)
   }
 
   /** An HTTP/2 stream closed; `served` if its response ended rather than being cut. */

@@ -119,6 +119,18 @@ export function isDetached(socket: object): boolean {
   return parser == null || parser.incoming?.upgrade === true
 }
 
+/**
+ * True if `res` answers the request the socket's parser read last, as Node's own answers do: it
+ * writes a 417 for an unknown `Expect`, or a 400 for a missing `Host`, while it parses the request,
+ * before the next one is read. A response to a request read before tracking began answers an
+ * earlier one. False where the socket has no parser to ask.
+ */
+export function answersParsedRequest(res: object, socket: object): boolean {
+  const parser = (socket as ListenedSocket).parser
+  const req = (res as { req?: unknown }).req
+  return parser != null && req !== undefined && parser.incoming === req
+}
+
 /** What a socket's first request message beginning calls (the parser's kOnMessageBegin slot, 0 on Node 20 to 26). */
 export interface FirstMessageListener {
   messageBegan(): void

@@ -99,11 +99,13 @@ export class Attachments {
           'use that one (for gracefulShutdown: pass it as `keepAlive`), or create only one per server',
       )
     }
-    server[kOwner] = this.owner
-    server[kAttachments] = this
     const tracker = this.tracker
     const http2 = typeof server.updateSettings === 'function'
-    const next = server.emit
+    const ownEmit = Object.getOwnPropertyDescriptor(server, 'emit')
+    // An `emit` of the server's own is the next in the chain; otherwise the class's, looked up on
+    // each call, so that instrumentation patching the prototype later still sees every event.
+    const fixedNext = ownEmit === undefined ? null : server.emit
+    const prototype = Object.getPrototypeOf(server) as TunableServer
     const onRequest = this.onRequest
     // The request hook: in front of every listener, of a request Node hands the application
     // (`request`, or `checkContinue` / `checkExpectation` for an Expect header). `arguments` passes
@@ -113,7 +115,7 @@ export class Attachments {
         onRequest(server, req, res)
       }
       // eslint-disable-next-line prefer-rest-params
-      return Reflect.apply(next, this, arguments)
+      return Reflect.apply(fixedNext ?? prototype.emit, this, arguments)
     }
     const attachment: Attachment = {
       connectionEvent: server instanceof TlsServer ? 'secureConnection' : 'connection',
@@ -126,11 +128,24 @@ export class Attachments {
       onSession: http2 ? (session) => this.trackSession(session) : null,
       onStream: http2 ? (stream) => this.streamStarted(stream) : null,
       emit,
-      ownEmit: Object.getOwnPropertyDescriptor(server, 'emit'),
+      ownEmit,
       live: true,
     }
+    // First, so that a server whose emit cannot be replaced is left as it was.
+    let refused: unknown = null
+    try {
+      server.emit = emit
+    } catch (error) {
+      refused = error
+    }
+    if (refused !== null || server.emit !== emit) {
+      throw new TypeError(`keepalive: cannot attach to this server: its emit() cannot be replaced${refused instanceof Error ? ` (${refused.message})` : ''}`, {
+        cause: refused ?? undefined,
+      })
+    }
+    server[kOwner] = this.owner
+    server[kAttachments] = this
     this.servers.set(server, attachment)
-    server.emit = emit
     // http2 servers create the session in their own connection listener and emit 'session' from it:
     // track the socket first, so the session finds its connection.
     if (http2) server.prependListener(attachment.connectionEvent, attachment.onConnection)
@@ -245,6 +260,7 @@ export class Attachments {
     if (conn === null) return
     const time = now()
     conn.requestStarted(time)
+    conn.responseStarted(res, false)
     conn.keepFor(Math.max(advertisedTimeoutMs(res), this.tracker.policy.timeoutMs) + this.tracker.options.graceMs)
     conn.responseEnded(res, time)
   }

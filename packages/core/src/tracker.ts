@@ -178,9 +178,10 @@ export class Tracker implements ConnectionOwner {
   // ---- ConnectionOwner: aggregates follow the connections' transitions ---------------------
 
   unannounced(conn: Connection, res: object): void {
-    // As `requestStarted`, alone on the connection, without hooking: its hook is running now.
+    // As `requestStarted`, without hooking: its hook is running now.
+    const pipelined = conn.started !== conn.finished
     conn.requestStarted()
-    this.decider.requestStarted(conn, res as ServerResponse, false)
+    this.decider.requestStarted(conn, res as ServerResponse, pipelined)
   }
 
   decide(conn: Connection, res: object, statusCode: number, inStore: boolean): void {
