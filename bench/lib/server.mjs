@@ -3,7 +3,7 @@
 //   framework      'node' | 'express' | 'koa' | 'fastify'   (Express 5, Koa 3, Fastify 5)
 //   keepalive      null (bare) or the keepalive options
 //   middleware     false: Express/Koa attach() the controller without app.use() (default true)
-//   noopMiddleware bare Express only: one app.use() layer that calls next(), what any middleware costs
+//   noopMiddleware bare Express/Koa only: one app.use() layer that calls next(), what any middleware costs
 //   channelsOnly   bare only: no-op subscribers on Node's two HTTP server channels keepalive uses
 // Routes: GET / answers {"hello":"world"}; GET /slow answers the same after slowMs.
 import { subscribe } from 'node:diagnostics_channel'
@@ -96,6 +96,8 @@ async function createKoa(options, side = config) {
     const { keepAlive } = await import('@keepalive/koa')
     ka = keepAlive(options)
     if (side.middleware) app.use(ka)
+  } else if (side.noopMiddleware) {
+    app.use((ctx, next) => next())
   }
   app.use(async (ctx) => {
     if (ctx.path === '/slow') {

@@ -5,29 +5,42 @@
 // tell 1 % from their noise. What it leaves out: the kernel's share of each request (system time),
 // and how fast the instructions run (cache misses, branch prediction). Read it beside `like`.
 //
-// Each variant's server runs twice, fresh, under callgrind: once for a short load of `small`
-// requests, once for `large`, from one keep-alive client with a fixed number of requests (not a
-// duration: under valgrind the server is some 50 times slower, and what it does per second, JIT
-// compilation above all, would otherwise count as per request). Both runs hold the same start-up,
-// warm-up and exit, so instructions per request = (large run's total - small run's total) /
-// (large - small). The variants run in turn, `pairs` rounds; a second bare server is the A/A line.
-import { spawn } from 'node:child_process'
-import { readFileSync, rmSync } from 'node:fs'
+// Each variant's server runs fresh under callgrind and is loaded from one keep-alive client with a
+// fixed number of requests (not a duration: under valgrind the server is some 50 times slower, and
+// what it does per second would otherwise count as per request). It is warmed up first, then
+// counted in windows: `callgrind_control -z` zeroes the counters, a window of requests runs, and
+// `callgrind_control -d` dumps what they cost. The first window is left out (the JIT is still
+// settling there); the variant's figure is the median of the others. Counting a whole process
+// instead (start-up, warm-up and exit included, as this suite did before 2026-12-02) moved by 2 to
+// 5 % between runs of the same server, with the JIT's and the GC's timing; the steady-state windows
+// of one process agree within a few tenths of a percent. The variants run in turn, `pairs` rounds;
+// a second bare server is the A/A line.
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { benchDir, configArg, ensureCommand, fmtInt, fmtPct, median, pinned, pinning, printTable, startChild, warn } from '../lib/util.mjs'
 
-/** The variants, each against the first (bare). */
+/**
+ * The variants, each read against the one it names (`against`). Express and Koa get two more: the
+ * middleware layer any `app.use()` adds to their router costs instructions of its own, so the
+ * mechanism is read with `attach()` alone, and `app.use(keepAlive())` against a no-op layer.
+ */
 export const VARIANTS = [
   { name: 'bare', config: {} },
-  { name: 'bare again (A/A)', config: {} },
-  { name: "Node's two channels, no-op subscribers", config: { channelsOnly: true } },
-  { name: 'ours (max: Infinity)', config: { keepalive: { max: Infinity } } },
+  { name: 'bare again (A/A)', config: {}, against: 'bare' },
+  { name: 'bare + no-op app.use() layer', config: { noopMiddleware: true }, against: 'bare', frameworks: ['express', 'koa'] },
+  { name: 'ours, attach() only (max: Infinity)', config: { keepalive: { max: Infinity }, middleware: false }, against: 'bare', frameworks: ['express', 'koa'] },
+  { name: 'ours (max: Infinity)', config: { keepalive: { max: Infinity } }, against: 'bare' },
+  {
+    name: 'ours (max: Infinity), against the no-op layer',
+    same: 'ours (max: Infinity)',
+    against: 'bare + no-op app.use() layer',
+    frameworks: ['express', 'koa'],
+  },
   { name: 'bare + maxRequestsPerSocket: 1000', config: { maxRequestsPerSocket: 1000 } },
-  { name: 'ours (defaults)', config: { keepalive: {} } },
+  { name: 'ours (defaults)', config: { keepalive: {} }, against: 'bare + maxRequestsPerSocket: 1000' },
 ]
-
-let runs = 0
 
 /** Sends `requests` GETs over `connections` keep-alive connections, from a pinned child process; resolves with the errors. */
 function fixedLoad(port, requests, connections) {
@@ -48,35 +61,62 @@ function fixedLoad(port, requests, connections) {
   })
 }
 
-/** One server under callgrind for `requests` requests: the instructions it executed from start to exit. */
-async function countRun(framework, variant, requests, connections) {
-  const log = join(tmpdir(), `keepalive-callgrind-${process.pid}-${runs++}.log`)
-  const prefix = ['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null', `--log-file=${log}`, '--smc-check=all-non-file']
+function callgrindControl(flag, pid) {
+  const result = spawnSync('callgrind_control', [flag, String(pid)], { encoding: 'utf8' })
+  if (result.status !== 0) throw new Error(`callgrind_control ${flag} ${pid} failed: ${result.stdout}${result.stderr}`)
+}
+
+/** Reads and removes the dumps callgrind wrote since the last call: the instructions of the last one. */
+function takeDump(dir) {
+  const files = readdirSync(dir).filter((f) => f.startsWith('callgrind.out'))
+  let last = null
+  for (const file of files.sort()) {
+    const text = readFileSync(join(dir, file), 'utf8')
+    const totals = /^(?:totals|summary): (\d+)/m.exec(text)
+    if (totals !== null) last = Number(totals[1])
+    rmSync(join(dir, file))
+  }
+  if (last === null) throw new Error(`callgrind wrote no totals to ${dir}`)
+  return last
+}
+
+/**
+ * One fresh server under callgrind: warmed up with `warmup` requests, then `windows` windows of
+ * `window` requests each, counted alone. Resolves with the instructions per request of each window
+ * but the first, and the errors.
+ */
+async function measureOne(framework, variant, { warmup, windows, window, connections }) {
+  const dir = mkdtempSync(join(tmpdir(), 'keepalive-callgrind-'))
+  const prefix = [
+    'valgrind',
+    '--tool=callgrind',
+    `--callgrind-out-file=${join(dir, 'callgrind.out')}`,
+    `--log-file=${join(dir, 'valgrind.log')}`,
+    '--smc-check=all-non-file',
+    '--dump-line=no',
+    '--dump-instr=no',
+  ]
   const server = await startChild('server.mjs', [configArg({ framework, keepalive: null, ...variant.config })], {
     cpu: pinning()?.server ?? null,
     prefix,
     readyTimeoutMs: 180_000,
   })
-  let load
+  const perRequest = []
+  let errors = 0
   try {
-    load = await fixedLoad(server.info.port, requests, connections)
+    errors += (await fixedLoad(server.info.port, warmup, connections)).errors
+    for (let i = 0; i < windows; i++) {
+      callgrindControl('-z', server.pid)
+      errors += (await fixedLoad(server.info.port, window, connections)).errors
+      callgrindControl('-d', server.pid)
+      const instructions = takeDump(dir)
+      if (i > 0) perRequest.push(instructions / window)
+    }
   } finally {
-    // Valgrind writes its totals as the process exits.
     await server.stop({ killAfterMs: 120_000 })
+    rmSync(dir, { recursive: true, force: true })
   }
-  try {
-    const collected = /Collected : (\d+)/.exec(readFileSync(log, 'utf8'))
-    if (collected === null) throw new Error(`callgrind wrote no totals to ${log}`)
-    return { instructions: Number(collected[1]), errors: load.errors }
-  } finally {
-    rmSync(log, { force: true })
-  }
-}
-
-async function measureOne(framework, variant, { small, large, connections }) {
-  const a = await countRun(framework, variant, small, connections)
-  const b = await countRun(framework, variant, large, connections)
-  return { perRequest: (b.instructions - a.instructions) / (large - small), errors: a.errors + b.errors }
+  return { perRequest: median(perRequest), windows: perRequest, errors }
 }
 
 export async function run(ctx) {
@@ -88,32 +128,41 @@ export async function run(ctx) {
     return { skipped: 'valgrind not available' }
   }
   const rounds = ctx.pairs ?? (ctx.quick ? 1 : 2)
-  const counts = ctx.quick ? { small: 100, large: 300, connections: 10 } : { small: 2000, large: 42_000, connections: 20 }
-  // --quick checks the script (each server start under valgrind takes seconds): one variant.
-  const variants = ctx.quick ? VARIANTS.filter((v) => v.name === 'ours (max: Infinity)') : VARIANTS
-  // Each variant takes about 1.5 minutes here: node:http alone unless --framework names another.
+  // Each variant takes about 2 minutes here: node:http alone unless --framework names another.
   const framework = ctx.framework ?? 'node'
-  const measured = new Map(variants.map((v) => [v.name, []]))
+  // Express spends some ten times the instructions of the others on a request: smaller windows.
+  const scale = framework === 'express' ? 5 : 1
+  const counts = ctx.quick
+    ? { warmup: 200, windows: 2, window: 200, connections: 10 }
+    : { warmup: 10_000 / scale, windows: 5, window: 10_000 / scale, connections: 20 }
+  const forFramework = VARIANTS.filter((v) => v.frameworks === undefined || v.frameworks.includes(framework))
+  // --quick checks the script (each server start under valgrind takes seconds): one variant.
+  const variants = ctx.quick ? forFramework.filter((v) => v.name === 'ours (max: Infinity)') : forFramework
+  const runnable = variants.filter((v) => v.same === undefined)
+  const measured = new Map(runnable.map((v) => [v.name, []]))
   for (let round = 0; round < rounds; round++) {
-    for (const variant of variants) measured.get(variant.name).push(await measureOne(framework, variant, counts))
+    for (const variant of runnable) measured.get(variant.name).push(await measureOne(framework, variant, counts))
   }
-  const bare = measured.has('bare') ? median(measured.get('bare').map((m) => m.perRequest)) : null
+  const valuesOf = (variant) => measured.get(variant.same ?? variant.name) ?? null
   const rows = variants.map((variant) => {
-    const values = measured.get(variant.name).map((m) => m.perRequest)
+    const values = valuesOf(variant).map((m) => m.perRequest)
     const mid = median(values)
+    const reference = variant.against === undefined ? null : measured.get(variant.against)
+    const base = reference == null ? null : median(reference.map((m) => m.perRequest))
     return [
       framework,
       variant.name,
       fmtInt(mid),
       values.map((v) => fmtInt(v)).join(' / '),
-      bare === null || variant.name === 'bare' ? '' : `${mid >= bare ? '+' : ''}${fmtInt(mid - bare)}`,
-      bare === null || variant.name === 'bare' ? '' : fmtPct(((mid - bare) / bare) * 100, 2),
-      String(measured.get(variant.name).reduce((sum, m) => sum + m.errors, 0)),
+      base === null ? '' : variant.against,
+      base === null ? '' : `${mid >= base ? '+' : ''}${fmtInt(mid - base)}`,
+      base === null ? '' : fmtPct(((mid - base) / base) * 100, 2),
+      String(valuesOf(variant).reduce((sum, m) => sum + m.errors, 0)),
     ]
   })
   printTable(
-    `${title}: ${rounds} round(s), runs of ${counts.small} and ${counts.large} requests over ${counts.connections} keep-alive connections`,
-    ['framework', 'variant', 'instructions/req (median)', 'rounds', 'vs bare', 'vs bare %', 'errors'],
+    `${title}: ${rounds} round(s); each a fresh server, ${counts.warmup} requests of warm-up, then the median of ${counts.windows - 1} windows of ${counts.window} (one more left out) over ${counts.connections} keep-alive connections`,
+    ['framework', 'variant', 'instructions/req (median)', 'rounds', 'against', 'difference', '%', 'errors'],
     rows,
   )
   return { rounds, ...counts, framework, variants: Object.fromEntries(measured) }
