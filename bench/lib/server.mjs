@@ -5,6 +5,7 @@
 //   middleware     false: Express/Koa attach() the controller without app.use() (default true)
 //   noopMiddleware bare Express/Koa only: one app.use() layer that calls next(), what any middleware costs
 //   channelsOnly   bare only: no-op subscribers on Node's two HTTP server channels keepalive uses
+//   headersObject  node only: GET / hands its headers to writeHead() in one object, as Fastify does
 // Routes: GET / answers {"hello":"world"}; GET /slow answers the same after slowMs.
 import { subscribe } from 'node:diagnostics_channel'
 import http from 'node:http'
@@ -54,8 +55,15 @@ async function createNode(ka) {
       })
       return
     }
+    const body = JSON.stringify({ hello: 'world' })
+    if (config.headersObject) {
+      // As Fastify writes a response: its headers handed to writeHead() in one object.
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) })
+      res.end(body)
+      return
+    }
     res.setHeader('content-type', 'application/json')
-    res.end(JSON.stringify({ hello: 'world' }))
+    res.end(body)
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { server, close: null }

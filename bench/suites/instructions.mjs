@@ -38,6 +38,14 @@ export const VARIANTS = [
     against: 'bare + no-op app.use() layer',
     frameworks: ['express', 'koa'],
   },
+  // Fastify hands its headers to writeHead() in one object: the same on node:http, to tell that path's cost from Fastify's.
+  { name: 'bare, headers in one writeHead() object', config: { headersObject: true }, frameworks: ['node'] },
+  {
+    name: 'ours (max: Infinity), headers in one writeHead() object',
+    config: { headersObject: true, keepalive: { max: Infinity } },
+    against: 'bare, headers in one writeHead() object',
+    frameworks: ['node'],
+  },
   { name: 'bare + maxRequestsPerSocket: 1000', config: { maxRequestsPerSocket: 1000 } },
   { name: 'ours (defaults)', config: { keepalive: {} }, against: 'bare + maxRequestsPerSocket: 1000' },
 ]
