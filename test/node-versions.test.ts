@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { createKeepAlive } from '@keepalive/core'
 import { connect, expectHeaders } from './helpers/wire.js'
 import { useResources } from './helpers/resources.js'
+import { checkHeaderStore, checkNodeFields, headerStoreOf, nodeFields, PINNED_MAJORS as pinnedMajors } from '../packages/core/src/response.js'
 
 const resources = useResources()
 const major = Number(process.versions.node.split('.')[0])
@@ -53,6 +54,15 @@ describe(`Node ${process.version}`, () => {
     res.setHeader('Keep-Alive', 'timeout=1')
     expect(store()?.['keep-alive']).toEqual(['Keep-Alive', 'timeout=1'])
     expect(store()?.connection).toBeUndefined()
+  })
+
+  // On Node 20 to 26 core takes both as pinned and probes nothing at load (response.ts): these are the pins.
+  it('writes the connection headers from the response fields, as core takes it on this Node', () => {
+    expect(pinnedMajors.min <= major && major <= pinnedMajors.max).toBe(true)
+    expect(checkNodeFields()).toBe(true)
+    expect(nodeFields).toBe(true)
+    expect(checkHeaderStore()?.description).toBe('kOutHeaders')
+    expect(headerStoreOf(new http.ServerResponse(new http.IncomingMessage(new net.Socket())))).toBe(checkHeaderStore())
   })
 
   it("sends one Keep-Alive of ours, never Node's own beside it", async () => {

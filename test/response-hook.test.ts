@@ -168,6 +168,40 @@ describe('the writeHead hook on ServerResponse.prototype', () => {
     expect(child.stderr).toBe('')
     expect(JSON.parse(child.stdout)).toEqual({ sameMap: true, extra: [], keepAlive: null })
   })
+
+  it("builds no Node response as it loads: V8's caches in Node's HTTP code see only the server's own", () => {
+    // A probe response built at load counts in the inline caches of Node's response code beside the
+    // server's, and turned several of them megamorphic for good (docs/architecture.md §5).
+    const core = fileURLToPath(new URL('../packages/core/dist/index.js', import.meta.url))
+    const script = `
+      import http from 'node:http'
+      const calls = []
+      for (const name of ['setHeader', 'writeHead', 'getHeader', 'hasHeader']) {
+        const original = http.ServerResponse.prototype[name]
+        http.ServerResponse.prototype[name] = function (...args) { calls.push(name); return original.apply(this, args) }
+      }
+      const { createKeepAlive } = await import(${JSON.stringify(core)})
+      const atLoad = calls.length
+      const ka = createKeepAlive({ timeout: 7 })
+      const server = http.createServer((req, res) => {
+        if (req.url === '/close') res.setHeader('Connection', 'close')
+        res.end('ok')
+      })
+      ka.attach(server)
+      await new Promise((r) => server.listen(0, '127.0.0.1', r))
+      const agent = new http.Agent({ keepAlive: true })
+      const get = (path) => new Promise((r, j) => http.get({ port: server.address().port, host: '127.0.0.1', path, agent }, (res) => { res.resume(); res.on('end', () => r(res.headers)) }).on('error', j))
+      const first = await get('/close')
+      const second = await get('/')
+      console.log(JSON.stringify({ atLoad, first: [first.connection, first['keep-alive'] ?? null], second: [second.connection, second['keep-alive'] ?? null] }))
+      agent.destroy()
+      server.close()
+    `
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+    expect(child.stderr).toBe('')
+    // The header store is found on the first response the hook reads: an application's own close holds there.
+    expect(JSON.parse(child.stdout)).toEqual({ atLoad: 0, first: ['close', null], second: ['keep-alive', 'timeout=7, max=999'] })
+  })
 })
 
 /** What Node has on the prototype before any controller attaches. */

@@ -58,14 +58,29 @@ interface ListenedSocket {
 }
 
 /**
- * Whether this Node writes the connection headers from the fields above, as 20 to 26 do: checked
- * once at load on a response of a socketless request. If a future release changes them, every
- * decision goes through `setHeader` instead: slower, still correct. `KEEPALIVE_NODE_FIELDS=0`
- * forces that path (the tests run the conformance suite through it).
+ * The Node majors whose response internals the matrix pins on every run (test/node-versions.test.ts
+ * runs `checkNodeFields()` and reads the header store on each): on these nothing is probed at load.
+ * A probe builds Node response objects before the server's first request, and the property-access
+ * caches V8 keeps per site in Node's own HTTP code then count them beside the server's: several sites
+ * become megamorphic for good, which cost the server a few hundred instructions per request.
  */
-export const nodeFields: boolean = process.env.KEEPALIVE_NODE_FIELDS !== '0' && checkNodeFields()
+export const PINNED_MAJORS = { min: 20, max: 26 } as const
+const nodeMajor = Number(process.versions.node.split('.')[0])
+const pinnedNode = nodeMajor >= PINNED_MAJORS.min && nodeMajor <= PINNED_MAJORS.max
 
-function checkNodeFields(): boolean {
+/**
+ * Whether this Node writes the connection headers from the fields above, as 20 to 26 do: taken as
+ * pinned on those, checked at load on any other. If a Node changes them, every decision goes through
+ * `setHeader` instead: slower, still correct. `KEEPALIVE_NODE_FIELDS=0` forces that path (the tests
+ * run the conformance suite through it).
+ */
+export const nodeFields: boolean = process.env.KEEPALIVE_NODE_FIELDS !== '0' && (pinnedNode || checkNodeFields())
+
+/**
+ * Writes two responses of a socketless request and checks that Node wrote the connection headers
+ * from the fields: what `nodeFields` assumes. Run at load only on a Node outside the pinned majors.
+ */
+export function checkNodeFields(): boolean {
   try {
     const req = new IncomingMessage(null as unknown as Socket)
     req.method = 'GET'
@@ -204,30 +219,41 @@ export function requestsBegun(server: object): Set<unknown> | null {
 
 /**
  * Node's header store on a response (`kOutHeaders` in lib/_http_outgoing.js: null, or an object of
- * `[name, value]` pairs keyed by lower-case name), found once at load and checked like the fields
- * above; undefined where this Node has none, and `hasHeader()` answers instead.
+ * `[name, value]` pairs keyed by lower-case name). On a pinned Node it is found on the first response
+ * the hook reads (undefined until then); on any other it is checked at load. Null where this Node has
+ * none, or one shaped otherwise: `hasHeader()` answers then.
  */
-const kOutHeaders: symbol | undefined = findHeaderStore()
+let kOutHeaders: symbol | null | undefined = pinnedNode ? undefined : checkHeaderStore()
 
-function findHeaderStore(): symbol | undefined {
+/** The own symbol of a response whose description is `kOutHeaders` and whose value is null or an object, else null. */
+export function headerStoreOf(res: object): symbol | null {
+  const symbol = Object.getOwnPropertySymbols(res).find((s) => s.description === 'kOutHeaders')
+  if (symbol === undefined) return null
+  const store = (res as Record<symbol, unknown>)[symbol]
+  return typeof store === 'object' ? symbol : null
+}
+
+/** Sets headers on a response of a socketless request and checks how the store keeps them: what `kOutHeaders` assumes. */
+export function checkHeaderStore(): symbol | null {
   try {
     const res = new ServerResponse(new IncomingMessage(null as unknown as Socket))
-    const symbol = Object.getOwnPropertySymbols(res).find((s) => s.description === 'kOutHeaders')
-    if (symbol === undefined) return undefined
+    const symbol = headerStoreOf(res)
+    if (symbol === null) return null
     const store = (): Record<string, unknown> | null | undefined => (res as unknown as Record<symbol, Record<string, unknown> | null | undefined>)[symbol]
-    if (store() !== null) return undefined
+    if (store() !== null) return null
     res.setHeader('Connection', 'close')
-    if (store()?.connection === undefined || store()?.['keep-alive'] !== undefined) return undefined
+    if (store()?.connection === undefined || store()?.['keep-alive'] !== undefined) return null
     res.setHeader('Keep-Alive', 'timeout=1')
-    return store()?.['keep-alive'] !== undefined ? symbol : undefined
+    return store()?.['keep-alive'] !== undefined ? symbol : null
   } catch {
-    return undefined
+    return null
   }
 }
 
 /** True if the application has set a `Connection` or `Keep-Alive` header on this response. */
 function hasConnectionHeaders(res: ServerResponse): boolean {
-  if (kOutHeaders === undefined) return res.hasHeader('connection') || res.hasHeader('keep-alive')
+  if (kOutHeaders === undefined) kOutHeaders = headerStoreOf(res)
+  if (kOutHeaders === null) return res.hasHeader('connection') || res.hasHeader('keep-alive')
   const store = (res as unknown as Record<symbol, Record<string, unknown> | null>)[kOutHeaders]
   return store != null && (store.connection !== undefined || store['keep-alive'] !== undefined)
 }
