@@ -58,7 +58,7 @@ export const VARIANTS = [
 export const YOUNG_GENERATION = ['--min-semi-space-size=16', '--max-semi-space-size=16']
 
 /** Sends `requests` GETs over `connections` keep-alive connections, from a pinned child process; resolves with the errors. */
-function fixedLoad(port, requests, connections) {
+export function fixedLoad(port, requests, connections) {
   return new Promise((resolve, reject) => {
     const command = [
       ...pinned(pinning()?.client ?? null),
@@ -76,7 +76,7 @@ function fixedLoad(port, requests, connections) {
   })
 }
 
-function callgrindControl(flag, pid) {
+export function callgrindControl(flag, pid) {
   const result = spawnSync('callgrind_control', [flag, String(pid)], { encoding: 'utf8' })
   if (result.status !== 0) throw new Error(`callgrind_control ${flag} ${pid} failed: ${result.stdout}${result.stderr}`)
 }
@@ -170,6 +170,9 @@ export async function run(ctx) {
       variant.name,
       fmtInt(mid),
       values.map((v) => fmtInt(v)).join(' / '),
+      valuesOf(variant)
+        .map((m) => m.windows.map((v) => fmtInt(v)).join(' '))
+        .join(' / '),
       base === null ? '' : variant.against,
       base === null ? '' : `${mid >= base ? '+' : ''}${fmtInt(mid - base)}`,
       base === null ? '' : fmtPct(((mid - base) / base) * 100, 2),
@@ -178,7 +181,7 @@ export async function run(ctx) {
   })
   printTable(
     `${title}: ${rounds} round(s); each a fresh server, ${counts.warmup} requests of warm-up, then the median of ${counts.windows - 1} windows of ${counts.window} (one more left out) over ${counts.connections} keep-alive connections`,
-    ['framework', 'variant', 'instructions/req (median)', 'rounds', 'against', 'difference', '%', 'errors'],
+    ['framework', 'variant', 'instructions/req (median)', 'rounds', 'windows', 'against', 'difference', '%', 'errors'],
     rows,
   )
   return { rounds, ...counts, framework, variants: Object.fromEntries(measured) }

@@ -1,0 +1,130 @@
+// `node bench/attribute.mjs [node|express|koa|fastify] [A config JSON] [B config JSON]`: where the
+// instructions of B's request go that A's do not. Each server runs under callgrind as in the
+// instructions suite (warm-up, then windows counted alone, the young generation fixed), with V8
+// writing the address of every function it compiles (--perf-basic-prof), so that the instructions of
+// JIT code, which callgrind cannot name, are given to their JavaScript functions. Prints, for the
+// last window of each, the instructions per request by function (self cost: what the function's own
+// code executed, not what it called) and the functions whose share moved most between A and B.
+// By default A is the bare server and B the same with keepalive (`max: Infinity`). Read with care:
+// V8 may free code and reuse its addresses, which names a few instructions after a function that is
+// gone; and where inlining differs between A and B, cost moves between a caller and its callees.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { callgrindControl, fixedLoad, YOUNG_GENERATION } from './suites/instructions.mjs'
+import { configArg, ensureCommand, fmtInt, parseConfigArg, pinning, printTable, startChild } from './lib/util.mjs'
+
+const framework = process.argv[2] ?? 'node'
+const configs = [parseConfigArg(process.argv[3] ?? '{}'), parseConfigArg(process.argv[4] ?? '{"keepalive":{"max":"Infinity"}}')]
+const WINDOW = framework === 'express' ? 2000 : 10_000
+const WINDOWS = 3
+
+/** The functions V8 compiled, from its perf map: sorted starts, each with its end and name (a later entry at one start wins). */
+function readPerfMap(file) {
+  const byStart = new Map()
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const match = /^([0-9a-f]+) ([0-9a-f]+) (.*)$/.exec(line)
+    if (match === null) continue
+    const start = parseInt(match[1], 16)
+    byStart.set(start, { end: start + parseInt(match[2], 16), name: match[3].replace(/^JS:[~^+*]?/, '') })
+  }
+  const starts = [...byStart.keys()].sort((a, b) => a - b)
+  return (address) => {
+    let lo = 0
+    let hi = starts.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1
+      if (starts[mid] <= address) lo = mid + 1
+      else hi = mid - 1
+    }
+    const entry = hi >= 0 ? byStart.get(starts[hi]) : undefined
+    return entry !== undefined && address < entry.end ? entry.name : '(JIT code not in the map)'
+  }
+}
+
+/** Self instructions by function in one callgrind dump (written with --dump-instr=yes and no compression). */
+function selfCost(file, nameOf) {
+  const costs = new Map()
+  let total = 0
+  let object = ''
+  let fn = ''
+  let afterCall = false
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (line.startsWith('ob=')) object = line.slice(3)
+    else if (line.startsWith('fn=')) fn = line.slice(3)
+    else if (line.startsWith('calls=')) afterCall = true
+    else {
+      const match = /^(0x[0-9a-f]+) (\d+)$/.exec(line)
+      if (match === null) continue
+      // The line after calls= is the inclusive cost of that call: the callee's, not this function's.
+      if (afterCall) {
+        afterCall = false
+        continue
+      }
+      const cost = Number(match[2])
+      total += cost
+      const name = object === '???' ? nameOf(parseInt(match[1], 16)) : fn
+      costs.set(name, (costs.get(name) ?? 0) + cost)
+    }
+  }
+  return { costs, total }
+}
+
+async function measure(config) {
+  const dir = mkdtempSync(join(tmpdir(), 'keepalive-attribute-'))
+  const prefix = [
+    'valgrind',
+    '--tool=callgrind',
+    `--callgrind-out-file=${join(dir, 'callgrind.out')}`,
+    `--log-file=${join(dir, 'valgrind.log')}`,
+    '--smc-check=all-non-file',
+    '--dump-line=no',
+    '--dump-instr=yes',
+    '--compress-pos=no',
+    '--compress-strings=no',
+  ]
+  const server = await startChild('server.mjs', [configArg({ framework, keepalive: null, ...config })], {
+    cpu: pinning()?.server ?? null,
+    execArgv: ['--perf-basic-prof', '--no-compact-code-space', ...YOUNG_GENERATION],
+    prefix,
+    readyTimeoutMs: 180_000,
+  })
+  const map = `/tmp/perf-${server.pid}.map`
+  try {
+    await fixedLoad(server.info.port, WINDOW, 20)
+    for (let i = 0; i < WINDOWS; i++) {
+      callgrindControl('-z', server.pid)
+      await fixedLoad(server.info.port, WINDOW, 20)
+      callgrindControl('-d', server.pid)
+    }
+    const dumps = readdirSync(dir)
+      .filter((f) => /^callgrind\.out\.\d+$/.test(f))
+      .sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()))
+    if (!existsSync(map)) throw new Error(`V8 wrote no perf map at ${map}`)
+    return selfCost(join(dir, dumps.at(-1)), readPerfMap(map))
+  } finally {
+    await server.stop({ killAfterMs: 120_000 })
+    rmSync(dir, { recursive: true, force: true })
+    rmSync(map, { force: true })
+  }
+}
+
+if (ensureCommand('valgrind', 'valgrind', { quick: false }) === null) {
+  console.error('valgrind is not available (and could not be installed)')
+  process.exit(1)
+}
+const [a, b] = [await measure(configs[0]), await measure(configs[1])]
+const perRequest = (n) => n / WINDOW
+console.log(`A ${JSON.stringify(configs[0])}: ${fmtInt(perRequest(a.total))} instructions per request`)
+console.log(`B ${JSON.stringify(configs[1])}: ${fmtInt(perRequest(b.total))} instructions per request (${fmtInt(perRequest(b.total - a.total))} more)`)
+const names = new Set([...a.costs.keys(), ...b.costs.keys()])
+const moved = [...names].map((name) => [name, perRequest((b.costs.get(name) ?? 0) - (a.costs.get(name) ?? 0))]).sort((x, y) => y[1] - x[1])
+const row = ([name, delta]) => [
+  name.slice(0, 110),
+  fmtInt(perRequest(a.costs.get(name) ?? 0)),
+  fmtInt(perRequest(b.costs.get(name) ?? 0)),
+  `${delta >= 0 ? '+' : ''}${fmtInt(delta)}`,
+]
+const header = ['function (self cost)', 'A', 'B', 'B − A']
+printTable(`${framework}: most added in B, instructions per request (last of ${WINDOWS} windows of ${WINDOW})`, header, moved.slice(0, 30).map(row))
+printTable(`${framework}: most removed in B`, header, moved.slice(-15).reverse().map(row))
