@@ -3,7 +3,7 @@
 // instructions suite (warm-up, then windows counted alone, the young generation fixed), with V8
 // writing the address of every function it compiles (--perf-basic-prof), so that the instructions of
 // JIT code, which callgrind cannot name, are given to their JavaScript functions. Prints, for the
-// last window of each, the instructions per request by function (self cost: what the function's own
+// window of each whose total is the median of all but the first, the instructions per request by function (self cost: what the function's own
 // code executed, not what it called) and the functions whose share moved most between A and B.
 // By default A is the bare server and B the same with keepalive (`max: Infinity`). Read with care:
 // V8 may free code and reuse its addresses, which names a few instructions after a function that is
@@ -17,7 +17,7 @@ import { configArg, ensureCommand, fmtInt, parseConfigArg, pinning, printTable, 
 const framework = process.argv[2] ?? 'node'
 const configs = [parseConfigArg(process.argv[3] ?? '{}'), parseConfigArg(process.argv[4] ?? '{"keepalive":{"max":"Infinity"}}')]
 const WINDOW = framework === 'express' ? 2000 : 10_000
-const WINDOWS = 3
+const WINDOWS = 4
 
 /** The functions V8 compiled, from its perf map: sorted starts, each with its end and name (a later entry at one start wins). */
 function readPerfMap(file) {
@@ -101,7 +101,11 @@ async function measure(config) {
       .filter((f) => /^callgrind\.out\.\d+$/.test(f))
       .sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()))
     if (!existsSync(map)) throw new Error(`V8 wrote no perf map at ${map}`)
-    return selfCost(join(dir, dumps.at(-1)), readPerfMap(map))
+    const nameOf = readPerfMap(map)
+    // The window whose total is the median: one with a compilation or a major GC in it is left aside.
+    const windows = dumps.slice(1).map((f) => selfCost(join(dir, f), nameOf))
+    const byTotal = [...windows].sort((x, y) => x.total - y.total)
+    return { ...byTotal[(byTotal.length - 1) >> 1], totals: windows.map((w) => w.total) }
   } finally {
     await server.stop({ killAfterMs: 120_000 })
     rmSync(dir, { recursive: true, force: true })
@@ -115,8 +119,12 @@ if (ensureCommand('valgrind', 'valgrind', { quick: false }) === null) {
 }
 const [a, b] = [await measure(configs[0]), await measure(configs[1])]
 const perRequest = (n) => n / WINDOW
-console.log(`A ${JSON.stringify(configs[0])}: ${fmtInt(perRequest(a.total))} instructions per request`)
-console.log(`B ${JSON.stringify(configs[1])}: ${fmtInt(perRequest(b.total))} instructions per request (${fmtInt(perRequest(b.total - a.total))} more)`)
+const show = (config) => JSON.stringify(config, (_, v) => (v === Infinity ? 'Infinity' : v))
+const windows = (m) => m.totals.map((t) => fmtInt(perRequest(t))).join(' ')
+console.log(`A ${show(configs[0])}: ${fmtInt(perRequest(a.total))} instructions per request (windows: ${windows(a)})`)
+console.log(
+  `B ${show(configs[1])}: ${fmtInt(perRequest(b.total))} instructions per request (windows: ${windows(b)}), ${fmtInt(perRequest(b.total - a.total))} more`,
+)
 const names = new Set([...a.costs.keys(), ...b.costs.keys()])
 const moved = [...names].map((name) => [name, perRequest((b.costs.get(name) ?? 0) - (a.costs.get(name) ?? 0))]).sort((x, y) => y[1] - x[1])
 const row = ([name, delta]) => [
@@ -126,5 +134,9 @@ const row = ([name, delta]) => [
   `${delta >= 0 ? '+' : ''}${fmtInt(delta)}`,
 ]
 const header = ['function (self cost)', 'A', 'B', 'B − A']
-printTable(`${framework}: most added in B, instructions per request (last of ${WINDOWS} windows of ${WINDOW})`, header, moved.slice(0, 30).map(row))
+printTable(
+  `${framework}: most added in B, instructions per request (the median of the last ${WINDOWS - 1} windows of ${WINDOW} by total)`,
+  header,
+  moved.slice(0, 30).map(row),
+)
 printTable(`${framework}: most removed in B`, header, moved.slice(-15).reverse().map(row))
