@@ -3,8 +3,9 @@
 // instructions suite (warm-up, then windows counted alone, the young generation fixed), with V8
 // writing the address of every function it compiles (--perf-basic-prof), so that the instructions of
 // JIT code, which callgrind cannot name, are given to their JavaScript functions. Prints, for the
-// window of each whose total is the median of all but the first, the instructions per request by function (self cost: what the function's own
-// code executed, not what it called) and the functions whose share moved most between A and B.
+// window of each whose total is the median of all but the first, the instructions per request by
+// function (self cost: what the function's own code executed, not what it called) and the functions
+// whose share moved most between A and B.
 // By default A is the bare server and B the same with keepalive (`max: Infinity`). Read with care:
 // V8 may free code and reuse its addresses, which names a few instructions after a function that is
 // gone; and where inlining differs between A and B, cost moves between a caller and its callees.
