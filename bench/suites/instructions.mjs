@@ -17,8 +17,11 @@
 // semi-space (V8's largest by default on 64-bit): left to V8's heuristics, which look at the time
 // between collections, one server of a variant ran 20 scavenges per 10,000 requests and another 142,
 // each costing some 300,000 instructions, a few percent either way that no code of either caused.
-// Fixed, the number of scavenges follows what a variant allocates. The variants run in turn, `pairs`
-// rounds; a second bare server is the A/A line.
+// Fixed, the number of scavenges follows what a variant allocates. Some windows still count 3,000
+// to 9,000 instructions per request more than their neighbours, in bare and in ours alike: a
+// compilation (TurboFan's compiler, seen by bench/attribute.mjs) or a major GC fell in them. So the
+// table gives, beside the median, each server's lowest window: the steady state without such an
+// event. The variants run in turn, `pairs` rounds; a second bare server is the A/A line.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -165,6 +168,9 @@ export async function run(ctx) {
     const mid = median(values)
     const reference = variant.against === undefined ? null : measured.get(variant.against)
     const base = reference == null ? null : median(reference.map((m) => m.perRequest))
+    // The lowest window of each server: the steady state with no compilation or major GC in it.
+    const lowest = median(valuesOf(variant).map((m) => Math.min(...m.windows)))
+    const lowestBase = reference == null ? null : median(reference.map((m) => Math.min(...m.windows)))
     return [
       framework,
       variant.name,
@@ -176,12 +182,14 @@ export async function run(ctx) {
       base === null ? '' : variant.against,
       base === null ? '' : `${mid >= base ? '+' : ''}${fmtInt(mid - base)}`,
       base === null ? '' : fmtPct(((mid - base) / base) * 100, 2),
+      fmtInt(lowest),
+      lowestBase === null ? '' : fmtPct(((lowest - lowestBase) / lowestBase) * 100, 2),
       String(valuesOf(variant).reduce((sum, m) => sum + m.errors, 0)),
     ]
   })
   printTable(
     `${title}: ${rounds} round(s); each a fresh server, ${counts.warmup} requests of warm-up, then the median of ${counts.windows - 1} windows of ${counts.window} (one more left out) over ${counts.connections} keep-alive connections`,
-    ['framework', 'variant', 'instructions/req (median)', 'rounds', 'windows', 'against', 'difference', '%', 'errors'],
+    ['framework', 'variant', 'instructions/req (median)', 'rounds', 'windows', 'against', 'difference', '%', 'lowest window', '% (lowest)', 'errors'],
     rows,
   )
   return { rounds, ...counts, framework, variants: Object.fromEntries(measured) }
