@@ -12,7 +12,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { callgrindControl, fixedLoad, YOUNG_GENERATION } from './suites/instructions.mjs'
+import { callgrindControl, callgrindPrefix, fixedLoad, YOUNG_GENERATION } from './suites/instructions.mjs'
 import { configArg, ensureCommand, fmtInt, parseConfigArg, pinning, printTable, startChild } from './lib/util.mjs'
 
 const framework = process.argv[2] ?? 'node'
@@ -73,17 +73,8 @@ function selfCost(file, nameOf) {
 
 async function measure(config) {
   const dir = mkdtempSync(join(tmpdir(), 'keepalive-attribute-'))
-  const prefix = [
-    'valgrind',
-    '--tool=callgrind',
-    `--callgrind-out-file=${join(dir, 'callgrind.out')}`,
-    `--log-file=${join(dir, 'valgrind.log')}`,
-    '--smc-check=all-non-file',
-    '--dump-line=no',
-    '--dump-instr=yes',
-    '--compress-pos=no',
-    '--compress-strings=no',
-  ]
+  // Every instruction's address, and names written out in full: what selfCost() reads.
+  const prefix = callgrindPrefix(dir, ['--dump-instr=yes', '--compress-pos=no', '--compress-strings=no'])
   const server = await startChild('server.mjs', [configArg({ framework, keepalive: null, ...config })], {
     cpu: pinning()?.server ?? null,
     execArgv: ['--perf-basic-prof', '--no-compact-code-space', ...YOUNG_GENERATION],

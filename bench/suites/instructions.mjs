@@ -57,6 +57,19 @@ export const VARIANTS = [
   { name: 'ours (defaults)', config: { keepalive: {} }, against: 'bare + maxRequestsPerSocket: 1000' },
 ]
 
+/** The valgrind command a counted server runs under, writing its dumps and log to `dir`; `extra` are more callgrind options. */
+export function callgrindPrefix(dir, extra = []) {
+  return [
+    'valgrind',
+    '--tool=callgrind',
+    `--callgrind-out-file=${join(dir, 'callgrind.out')}`,
+    `--log-file=${join(dir, 'valgrind.log')}`,
+    '--smc-check=all-non-file',
+    '--dump-line=no',
+    ...extra,
+  ]
+}
+
 /** V8 flags of every server: a young generation of one fixed size (see the top of this file). */
 export const YOUNG_GENERATION = ['--min-semi-space-size=16', '--max-semi-space-size=16']
 
@@ -105,15 +118,7 @@ function takeDump(dir) {
  */
 async function measureOne(framework, variant, { warmup, windows, window, connections }) {
   const dir = mkdtempSync(join(tmpdir(), 'keepalive-callgrind-'))
-  const prefix = [
-    'valgrind',
-    '--tool=callgrind',
-    `--callgrind-out-file=${join(dir, 'callgrind.out')}`,
-    `--log-file=${join(dir, 'valgrind.log')}`,
-    '--smc-check=all-non-file',
-    '--dump-line=no',
-    '--dump-instr=no',
-  ]
+  const prefix = callgrindPrefix(dir, ['--dump-instr=no'])
   const server = await startChild('server.mjs', [configArg({ framework, keepalive: null, ...variant.config })], {
     cpu: pinning()?.server ?? null,
     execArgv: YOUNG_GENERATION,
