@@ -56,6 +56,26 @@ describe(`Node ${process.version}`, () => {
     expect(store()?.connection).toBeUndefined()
   })
 
+  // The request hook calls a server's one 'request' listener itself where Node's emit would do just
+  // that (server.ts): it reads the emitter's own kCapture flag and EventEmitter.usingDomains to know.
+  it("keeps an emitter's captureRejections in an own kCapture field, and usingDomains a boolean until node:domain loads", async () => {
+    const { EventEmitter } = await import('node:events')
+    const captureOf = (server: http.Server): unknown => {
+      const symbol = Object.getOwnPropertySymbols(server).find((s) => s.description === 'kCapture')
+      return symbol === undefined ? 'missing' : (server as unknown as Record<symbol, unknown>)[symbol]
+    }
+    expect(captureOf(http.createServer())).toBe(false)
+    const before = EventEmitter.captureRejections
+    EventEmitter.captureRejections = true
+    try {
+      expect(captureOf(http.createServer())).toBe(true)
+    } finally {
+      EventEmitter.captureRejections = before
+    }
+    expect((EventEmitter as unknown as { usingDomains?: unknown }).usingDomains).toBe(false)
+    expect(http.Server.prototype.emit).toBe(EventEmitter.prototype.emit)
+  })
+
   // On Node 20 to 26 core takes both as pinned and probes nothing at load (response.ts): these are the pins.
   it('writes the connection headers from the response fields, as core takes it on this Node', () => {
     expect(pinnedMajors.min <= major && major <= pinnedMajors.max).toBe(true)

@@ -4,7 +4,7 @@
  * see start, kept in a chain that wrapped it, and writing nothing on the responses it hooks.
  */
 import { spawnSync } from 'node:child_process'
-import { once } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import http from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { createKeepAlive } from '@keepalive/core'
@@ -442,5 +442,100 @@ describe('attach() and the emit of a server', () => {
     expect(prototype.writeHead).toBe(nodeWriteHead)
     expect(server.listenerCount('connection')).toBe(listeners)
     await closeServer(server)
+  })
+})
+
+describe('how the request hook hands a request on', () => {
+  it('runs every listener when a server has more than one, in order', async () => {
+    const seen: string[] = []
+    const { server, port } = await plainServer((s) => {
+      s.removeAllListeners('request')
+      s.on('request', (req: http.IncomingMessage) => seen.push(`first ${req.url}`))
+      s.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+        seen.push(`second ${req.url}`)
+        res.end('ok')
+      })
+    })
+    const controller = createKeepAlive()
+    controller.attach(server)
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    expectHeaders(await client.request('/a'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=999' })
+    expectHeaders(await client.request('/b'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=998' })
+    expect(seen).toEqual(['first /a', 'second /a', 'first /b', 'second /b'])
+    await client.destroy()
+    await closeServer(server)
+  })
+
+  it("keeps Node's captureRejections: an async handler that rejects still gets Node's 500, with the policy's headers", async () => {
+    const before = EventEmitter.captureRejections
+    EventEmitter.captureRejections = true
+    let server: http.Server
+    try {
+      server = http.createServer(async (req, res) => {
+        if (req.url === '/fail') throw new Error('rejected on purpose')
+        res.end('ok')
+      })
+    } finally {
+      EventEmitter.captureRejections = before
+    }
+    const port = await resources.listen(server)
+    const controller = createKeepAlive({ max: 3 })
+    controller.attach(server)
+    const client = resources.add(await connect(port), (c) => c.destroy())
+    const failed = await client.request('/fail')
+    expect(failed.status).toBe(500)
+    expect(failed.body).toBe('Internal Server Error')
+    expectHeaders(failed, { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=2' })
+    // The connection lives on and is counted like any other.
+    expectHeaders(await client.request('/'), { connection: 'keep-alive', 'keep-alive': 'timeout=5, max=1' })
+    expect(controller.stats()).toMatchObject({ requests: 2, connections: { open: 1, active: 0, idle: 1 } })
+    await client.destroy()
+    await closeServer(server)
+  })
+
+  it('keeps node:domain: requests run in the domain of their server and its errors reach it, whichever loads first', () => {
+    const core = fileURLToPath(new URL('../packages/core/dist/index.js', import.meta.url))
+    for (const order of ['domain first', 'keepalive first']) {
+      const script = `
+        const domainFirst = ${JSON.stringify(order)} === 'domain first'
+        const domain = domainFirst ? await import('node:domain') : null
+        const { createKeepAlive } = await import(${JSON.stringify(core)})
+        const { create } = domain ?? (await import('node:domain'))
+        const http = await import('node:http')
+        async function run(attach) {
+          const d = create()
+          let current
+          d.on('error', (error) => current.end('caught ' + error.message))
+          const server = http.createServer((req, res) => {
+            current = res
+            if (req.url === '/throw') throw new Error('boom')
+            res.end(String(process.domain === d))
+          })
+          d.add(server)
+          if (attach) createKeepAlive().attach(server)
+          await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+          const agent = new http.Agent({ keepAlive: true })
+          const get = (path) => new Promise((resolve, reject) => {
+            http.get({ host: '127.0.0.1', port: server.address().port, path, agent }, (res) => {
+              let body = ''
+              res.on('data', (chunk) => (body += chunk))
+              res.on('end', () => resolve([res.headers['keep-alive'] ?? null, body]))
+            }).on('error', reject)
+          })
+          const answers = [await get('/'), await get('/throw')]
+          agent.destroy()
+          server.closeAllConnections()
+          server.close()
+          return answers
+        }
+        console.log(JSON.stringify({ bare: await run(false), attached: await run(true) }))
+      `
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+      expect(child.stderr).toBe('')
+      const { bare, attached } = JSON.parse(child.stdout) as { bare: [string | null, string][]; attached: [string | null, string][] }
+      expect(bare.map(([, body]) => body)).toEqual(['true', 'caught boom'])
+      expect(attached.map(([, body]) => body)).toEqual(['true', 'caught boom'])
+      expect(attached[0]?.[0]).toBe('timeout=5, max=999')
+    }
   })
 })

@@ -1,6 +1,7 @@
 // Attaching a controller to servers: their listeners, the request and finish hooks, Node's
 // settings, the sweep and sampler that run while attached, and stopping a listener
 // (docs/architecture.md §2).
+import { EventEmitter } from 'node:events'
 import { ServerResponse, type IncomingMessage } from 'node:http'
 import type { ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
@@ -19,6 +20,20 @@ export const kOwner = Symbol.for('keepalive.owner')
 const kAttachments = Symbol('keepalive.attachments')
 
 type Emit = (this: TunableServer, type: string | symbol, ...args: unknown[]) => boolean
+
+/** Node's own `emit`, as this module found it. */
+const nodeEmit = EventEmitter.prototype.emit as Emit
+
+/** Set once node:domain is loaded, which wraps `emit` (lib/domain.js). */
+const emitters = EventEmitter as typeof EventEmitter & { usingDomains?: boolean }
+
+/**
+ * The key of an emitter's own `captureRejections` flag (lib/events.js kCapture, own on every
+ * emitter on Node 20 to 26), or a key no emitter has where a Node keeps it otherwise.
+ */
+function captureKey(server: object): symbol {
+  return Object.getOwnPropertySymbols(server).find((s) => s.description === 'kCapture') ?? Symbol('keepalive.noCapture')
+}
 
 /** The fields of `http.Server` (and the HTTP/1 side of `http2` servers) attaching tunes. */
 export interface TunableServer extends AttachableServer {
@@ -107,12 +122,22 @@ export class Attachments {
     const fixedNext = ownEmit === undefined ? null : server.emit
     const prototype = Object.getPrototypeOf(server) as TunableServer
     const onRequest = this.onRequest
+    const capture = captureKey(server)
     // The request hook: in front of every listener, of a request Node hands the application
-    // (`request`, or `checkContinue` / `checkExpectation` for an Expect header). `arguments` passes
-    // through without an array per call.
+    // (`request`, or `checkContinue` / `checkExpectation` for an Expect header). Then the request
+    // goes on as Node's `emit` would send it (docs/architecture.md §2).
     const emit: Emit = function (this: TunableServer, type: string | symbol, req?: unknown, res?: unknown): boolean {
       if ((type === 'request' || type === 'checkContinue' || type === 'checkExpectation') && attachment.live && (!http2 || res instanceof ServerResponse)) {
         onRequest(server, req, res)
+        // What Node's own emit does with one listener function and rejections not captured, without
+        // the argument arrays of a call through it.
+        if (arguments.length === 3 && fixedNext === null && prototype.emit === nodeEmit && emitters.usingDomains !== true) {
+          const handler = (this as { _events?: Record<string | symbol, unknown> })._events?.[type]
+          if (typeof handler === 'function' && (this as unknown as Record<symbol, unknown>)[capture] === false) {
+            ;(handler as (this: unknown, req: unknown, res: unknown) => unknown).call(this, req, res)
+            return true
+          }
+        }
       }
       // eslint-disable-next-line prefer-rest-params
       return Reflect.apply(fixedNext ?? prototype.emit, this, arguments)
