@@ -29,9 +29,10 @@ import { join } from 'node:path'
 import { benchDir, configArg, ensureCommand, fmtInt, fmtPct, median, pinned, pinning, printTable, startChild, warn } from '../lib/util.mjs'
 
 /**
- * The variants, each read against the one it names (`against`). Express and Koa get two more: the
+ * The variants, each read against the one it names (`against`). Express and Koa get more: the
  * middleware layer any `app.use()` adds to their router costs instructions of its own, so the
- * mechanism is read with `attach()` alone, and `app.use(keepAlive())` against a no-op layer.
+ * mechanism and the defaults are read with `attach()` alone, and `app.use(keepAlive())` against a
+ * no-op layer (recycling as often, for the defaults).
  */
 export const VARIANTS = [
   { name: 'bare', config: {} },
@@ -55,6 +56,25 @@ export const VARIANTS = [
   },
   { name: 'bare + maxRequestsPerSocket: 1000', config: { maxRequestsPerSocket: 1000 } },
   { name: 'ours (defaults)', config: { keepalive: {} }, against: 'bare + maxRequestsPerSocket: 1000' },
+  // The defaults like with like on Express and Koa: attach() alone against bare recycling as often,
+  // and app.use(keepAlive()) against bare with a no-op layer recycling as often.
+  {
+    name: 'ours, attach() only (defaults)',
+    config: { keepalive: {}, middleware: false },
+    against: 'bare + maxRequestsPerSocket: 1000',
+    frameworks: ['express', 'koa'],
+  },
+  {
+    name: 'bare + no-op app.use() layer + maxRequestsPerSocket: 1000',
+    config: { noopMiddleware: true, maxRequestsPerSocket: 1000 },
+    frameworks: ['express', 'koa'],
+  },
+  {
+    name: 'ours (defaults), against the no-op layer recycling as often',
+    same: 'ours (defaults)',
+    against: 'bare + no-op app.use() layer + maxRequestsPerSocket: 1000',
+    frameworks: ['express', 'koa'],
+  },
 ]
 
 /** The valgrind command a counted server runs under, writing its dumps and log to `dir`; `extra` are more callgrind options. */
