@@ -12,13 +12,15 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { callgrindControl, callgrindPrefix, fixedLoad, YOUNG_GENERATION } from './suites/instructions.mjs'
+import { callgrindControl, callgrindPrefix, startLoad, YOUNG_GENERATION } from './suites/instructions.mjs'
 import { configArg, ensureCommand, fmtInt, parseConfigArg, pinning, printTable, startChild } from './lib/util.mjs'
 
 const framework = process.argv[2] ?? 'node'
 const configs = [parseConfigArg(process.argv[3] ?? '{}'), parseConfigArg(process.argv[4] ?? '{"keepalive":{"max":"Infinity"}}')]
 const WINDOW = framework === 'express' ? 2000 : 10_000
 const WINDOWS = 4
+/** As the instructions suite: 500 requests per connection a window, connections living throughout. */
+const CONNECTIONS = framework === 'express' ? 4 : 20
 
 /** The functions V8 compiled, from its perf map: sorted starts, each with its end and name (a later entry at one start wins). */
 function readPerfMap(file) {
@@ -82,11 +84,13 @@ async function measure(config) {
     readyTimeoutMs: 180_000,
   })
   const map = `/tmp/perf-${server.pid}.map`
+  const load = startLoad(server.info.port, CONNECTIONS)
   try {
-    await fixedLoad(server.info.port, WINDOW, 20)
+    await load.stagger()
+    await load.run(WINDOW)
     for (let i = 0; i < WINDOWS; i++) {
       callgrindControl('-z', server.pid)
-      await fixedLoad(server.info.port, WINDOW, 20)
+      await load.run(WINDOW)
       callgrindControl('-d', server.pid)
     }
     const dumps = readdirSync(dir)
@@ -99,6 +103,7 @@ async function measure(config) {
     const byTotal = [...windows].sort((x, y) => x.total - y.total)
     return { ...byTotal[(byTotal.length - 1) >> 1], totals: windows.map((w) => w.total) }
   } finally {
+    await load.close()
     await server.stop({ killAfterMs: 120_000 })
     rmSync(dir, { recursive: true, force: true })
     rmSync(map, { force: true })

@@ -1,30 +1,67 @@
-// `node fixed-load.mjs <port> <requests> <connections>`: exactly `requests` GET / over
-// `connections` keep-alive connections (http.Agent), then prints {"errors": n}. The instructions
-// suite needs a count of requests, not a duration (see suites/instructions.mjs).
+// `node fixed-load.mjs <port> <connections> [period]`: a keep-alive client of a fixed number of
+// requests, for the instructions suite (which needs a count of requests, not a duration: see
+// suites/instructions.mjs). It keeps `connections` lanes, each one request at a time on its own
+// keep-alive connection, for as long as it runs, so that connections live across the suite's
+// windows as a real client's do, and a server that closes one after `period` requests (keepalive's
+// default `max: 1000`, or Node's `maxRequestsPerSocket: 1000`) is reconnected to mid-window.
+// Reads one command per line on stdin and answers each with one JSON line on stdout:
+//   stagger   lane i sends round(i * period / connections) requests, so that the lanes reach their
+//             period at evenly spread moments rather than all in one window: {"errors","opened"}
+//   <n>       exactly n GET / spread over the lanes: {"errors": e, "opened": new connections}
+// It exits when stdin ends.
 import http from 'node:http'
+import net from 'node:net'
+import { createInterface } from 'node:readline'
 
-const [port, requests, connections] = process.argv.slice(2).map(Number)
-const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
-let sent = 0
-let done = 0
+const [port, connections, period = 1000] = process.argv.slice(2).map(Number)
+let opened = 0
 let errors = 0
-await new Promise((resolve) => {
-  const finished = () => (++done === requests ? resolve() : next())
-  const next = () => {
-    if (sent >= requests) return
-    sent++
-    http
-      .get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
-        if (res.statusCode !== 200) errors++
-        res.resume()
-        res.on('end', finished)
-      })
-      .on('error', () => {
-        errors++
-        finished()
-      })
+
+/** One lane: its own agent of one socket, so each lane is one connection at a time. */
+function lane() {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  agent.createConnection = (options, callback) => {
+    opened++
+    return net.createConnection(options, callback)
   }
-  for (let i = 0; i < connections; i++) next()
-})
-agent.destroy()
-console.log(JSON.stringify({ errors }))
+  const one = () =>
+    new Promise((resolve) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+          if (res.statusCode !== 200) errors++
+          res.resume()
+          res.on('end', resolve)
+        })
+        .on('error', () => {
+          errors++
+          resolve()
+        })
+    })
+  return {
+    agent,
+    async send(n) {
+      for (let i = 0; i < n; i++) await one()
+    },
+  }
+}
+
+const lanes = Array.from({ length: connections }, lane)
+
+async function batch(counts) {
+  opened = 0
+  errors = 0
+  await Promise.all(lanes.map((l, i) => l.send(counts[i])))
+  return { errors, opened }
+}
+
+const commands = createInterface({ input: process.stdin })
+for await (const line of commands) {
+  const command = line.trim()
+  if (command === '') continue
+  const counts =
+    command === 'stagger'
+      ? lanes.map((_, i) => Math.round((i * period) / connections))
+      : lanes.map((_, i) => Math.floor(Number(command) / connections) + (i < Number(command) % connections ? 1 : 0))
+  process.stdout.write(`${JSON.stringify(await batch(counts))}\n`)
+}
+for (const l of lanes) l.agent.destroy()
