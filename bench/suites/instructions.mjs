@@ -174,10 +174,10 @@ function takeDump(dir) {
 /**
  * One fresh server under callgrind: warmed up with `warmup` requests, then `windows` windows of
  * `window` requests each, counted alone, all from one client whose connections live throughout
- * (their lifetimes staggered first, with `stagger`). Resolves with the instructions per request of
+ * (their lifetimes staggered first over `period` requests). Resolves with the instructions per request of
  * each window but the first, the connections opened in each of those, and the errors.
  */
-async function measureOne(framework, variant, { warmup, windows, window, connections, stagger }) {
+async function measureOne(framework, variant, { warmup, windows, window, connections, period }) {
   const dir = mkdtempSync(join(tmpdir(), 'keepalive-callgrind-'))
   const prefix = callgrindPrefix(dir, ['--dump-instr=no'])
   const server = await startChild('server.mjs', [configArg({ framework, keepalive: null, ...variant.config })], {
@@ -189,9 +189,9 @@ async function measureOne(framework, variant, { warmup, windows, window, connect
   const perRequest = []
   const opened = []
   let errors = 0
-  const load = startLoad(server.info.port, connections)
+  const load = startLoad(server.info.port, connections, period)
   try {
-    if (stagger) errors += (await load.stagger()).errors
+    errors += (await load.stagger()).errors
     errors += (await load.run(warmup)).errors
     for (let i = 0; i < windows; i++) {
       callgrindControl('-z', server.pid)
@@ -229,8 +229,8 @@ export async function run(ctx) {
   // reconnected to about once per 1000 requests in every window: the stagger spreads the moments.
   const scale = framework === 'express' ? 5 : 1
   const counts = ctx.quick
-    ? { warmup: 200, windows: 2, window: 200, connections: 10, stagger: false }
-    : { warmup: 10_000 / scale, windows: 5, window: 10_000 / scale, connections: 20 / scale, stagger: true }
+    ? { warmup: 200, windows: 2, window: 200, connections: 10, period: 20 }
+    : { warmup: 10_000 / scale, windows: 5, window: 10_000 / scale, connections: 20 / scale, period: 1000 }
   const forFramework = VARIANTS.filter((v) => v.frameworks === undefined || v.frameworks.includes(framework))
   // --quick checks the script (each server start under valgrind takes seconds): one variant.
   const variants = ctx.quick ? forFramework.filter((v) => v.name === 'ours (max: Infinity)') : forFramework
