@@ -5,9 +5,12 @@
 // windows as a real client's do, and a server that closes one after `period` requests (keepalive's
 // default `max: 1000`, or Node's `maxRequestsPerSocket: 1000`) is reconnected to mid-window.
 // Reads one command per line on stdin and answers each with one JSON line on stdout:
-//   stagger   lane i sends round(i * period / connections) requests, so that the lanes reach their
-//             period at evenly spread moments rather than all in one window: {"errors","opened"}
-//   <n>       exactly n GET / spread over the lanes: {"errors": e, "opened": new connections}
+//   stagger   lane i sends period - round(i * period / connections) requests (lane 0 a whole
+//             period, the last one period / connections), so that the lanes reach their period at
+//             evenly spread moments rather than all in one window. The requests are spread over
+//             `period` ticks, each lane sending in its share of them, so that no lane waits long
+//             enough for a server's idle timeout to close it: {"errors", "opened", "requests"}
+//   <n>       exactly n GET / spread over the lanes: {"errors", "opened": new connections, "requests"}
 // It exits when stdin ends.
 import http from 'node:http'
 import net from 'node:net'
@@ -47,21 +50,37 @@ function lane() {
 
 const lanes = Array.from({ length: connections }, lane)
 
+/** Each lane sends its count, all at once: a lane that is done waits for the others. */
 async function batch(counts) {
   opened = 0
   errors = 0
   await Promise.all(lanes.map((l, i) => l.send(counts[i])))
-  return { errors, opened }
+  return { errors, opened, requests: counts.reduce((sum, n) => sum + n, 0) }
+}
+
+/** Lane i sends `counts[i]` requests spread evenly over `ticks` ticks; a tick ends when its requests have. */
+async function spread(counts, ticks) {
+  opened = 0
+  errors = 0
+  for (let t = 0; t < ticks; t++) {
+    const due = lanes.filter((_, i) => Math.floor(((t + 1) * counts[i]) / ticks) > Math.floor((t * counts[i]) / ticks))
+    await Promise.all(due.map((l) => l.send(1)))
+  }
+  return { errors, opened, requests: counts.reduce((sum, n) => sum + n, 0) }
 }
 
 const commands = createInterface({ input: process.stdin })
 for await (const line of commands) {
   const command = line.trim()
   if (command === '') continue
-  const counts =
+  const n = Number(command)
+  const result =
     command === 'stagger'
-      ? lanes.map((_, i) => Math.round((i * period) / connections))
-      : lanes.map((_, i) => Math.floor(Number(command) / connections) + (i < Number(command) % connections ? 1 : 0))
-  process.stdout.write(`${JSON.stringify(await batch(counts))}\n`)
+      ? await spread(
+          lanes.map((_, i) => period - Math.round((i * period) / connections)),
+          period,
+        )
+      : await batch(lanes.map((_, i) => Math.floor(n / connections) + (i < n % connections ? 1 : 0)))
+  process.stdout.write(`${JSON.stringify(result)}\n`)
 }
 for (const l of lanes) l.agent.destroy()
