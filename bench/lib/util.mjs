@@ -106,10 +106,18 @@ function commandPath(name) {
   return r.status === 0 ? r.stdout.trim() : null
 }
 
-/** Cores to pin the server and the load generator to, or null when pinning is impossible. */
+/**
+ * Cores to pin the server and the load generator to, or null when pinning is impossible: 0 and 1,
+ * or `KEEPALIVE_BENCH_CPUS=<server>,<client>` (the instructions suite counts the same whichever core
+ * it runs on, so two of its runs can go at once, one with `1,0`).
+ */
 export function pinning() {
   if (availableParallelism() < 2 || commandPath('taskset') === null) return null
-  return { server: 0, client: 1 }
+  const cpus = process.env.KEEPALIVE_BENCH_CPUS
+  if (cpus === undefined || cpus === '') return { server: 0, client: 1 }
+  const chosen = /^(\d+),(\d+)$/.exec(cpus)
+  if (chosen === null) throw new Error(`KEEPALIVE_BENCH_CPUS must be two core numbers, "<server>,<client>" (got ${JSON.stringify(cpus)})`)
+  return { server: Number(chosen[1]), client: Number(chosen[2]) }
 }
 
 /** Command prefix running a program pinned to one core (empty when pinning is unavailable). */
