@@ -2,11 +2,12 @@ import { once } from 'node:events'
 import http from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
+import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import tls from 'node:tls'
 import { createKeepAlive, type CloseEvent, type KeepAliveController, type KeepAliveOptions } from '@keepalive/core'
 import { describe, expect, it } from 'vitest'
-import { connect } from './helpers/wire.js'
+import { connect, saysClose, type RequestOptions } from './helpers/wire.js'
 import { useResources } from './helpers/resources.js'
 import { fixture } from './helpers/tls.js'
 import { FRESH_STATS } from './helpers/contract.js'
@@ -71,6 +72,38 @@ describe('connection tracking (http)', () => {
     resources.add(await connect(port), (c) => c.destroy())
     await connected
     expect(ka.stats()).toMatchObject({ connections: { open: 1, active: 0, idle: 1 }, requests: 0 })
+  })
+
+  // Without caps the sweep releases closed sockets (every 500 ms with `grace: 2`). One known to
+  // close must be let go as its socket closes: held until the sweep, recycled connections' sockets
+  // outlived young-generation collections and cost major ones (docs/architecture.md §9).
+  describe('a connection known to close is released as its socket closes, not at the next sweep', () => {
+    const cases: [string, KeepAliveOptions, RequestOptions][] = [
+      ['its last request under max', { max: 1, grace: 2 }, {}],
+      ['the client asked to close', { grace: 2 }, { headers: [['Connection', 'close']] }],
+    ]
+    for (const [name, options, request] of cases) {
+      it(name, async () => {
+        const { controller: ka, server, port } = await resources.startServer(options)
+        const accepted = once(server, 'connection') as Promise<[Socket]>
+        const released = nextClose(ka)
+        let releasedYet = false
+        void released.then(() => (releasedYet = true))
+        const raw = resources.add(await connect(port), (c) => c.destroy())
+        const [socket] = await accepted
+        const nodeListeners = socket.listenerCount('close')
+        // Listening before the controller does: this runs first as the socket closes.
+        const closed = new Promise<boolean>((resolve) => socket.once('close', () => setImmediate(() => resolve(releasedYet))))
+        const response = await raw.request('/', request)
+        expect(response.status).toBe(200)
+        expect(saysClose(response)).toBe(true)
+        await raw.end()
+        expect(await closed).toBe(true)
+        expect((await released).reason).toBe(options.max === 1 ? 'maxRequests' : 'client')
+        // The controller's own listener is gone again; Node's stay.
+        expect(socket.listenerCount('close')).toBe(nodeListeners)
+      })
+    }
   })
 
   describe('a connection the client closes', () => {

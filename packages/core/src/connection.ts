@@ -107,6 +107,8 @@ export class Connection implements HeadersListener, FirstMessageListener {
   predictedN = 0
   /** The response of the latest request that started, until it ends (HTTP/1). */
   latest: object | null = null
+  /** Whether the owner listens for this socket's close (see `watchClose`). */
+  closeWatched = false
 
   constructor(
     readonly owner: ConnectionOwner,
@@ -149,6 +151,13 @@ export class Connection implements HeadersListener, FirstMessageListener {
   }
 
   // ---- transitions: the only writers of the fields above ---------------------------------
+
+  /** The owner listens for this socket's close from now on; false if it already did. */
+  watchClose(): boolean {
+    if (this.closeWatched) return false
+    this.closeWatched = true
+    return true
+  }
 
   /** A fresh connection will be told when its first request message begins (see `messageBegan`). */
   awaitFirstMessage(): void {

@@ -72,7 +72,10 @@ export class Tracker implements ConnectionOwner {
   drainHooks: DrainHooks = NO_DRAIN
   /**
    * Whether each socket has a 'close' listener (~200 B each): only where a close must be seen at once
-   * (caps, drain); else the sweep releases closed sockets within one tick and `purge()` precedes `stats()`.
+   * (caps, drain); else the sweep releases closed sockets within one tick and `purge()` precedes
+   * `stats()`. A connection known to close gets one in any case (`leaving`), so that its record and
+   * socket are let go as the socket closes: held until the sweep, they outlive young-generation
+   * collections and are promoted, and connections recycled at `max` then cost major collections.
    */
   private watching: boolean
   private evictQueued = false
@@ -124,7 +127,7 @@ export class Tracker implements ConnectionOwner {
     if (!http2 && watchFirstMessage(socket)) conn.awaitFirstMessage()
     this.conns.add(conn)
     this.waiting.add(conn)
-    if (this.watching) socket.on('close', onSocketClose)
+    if (this.watching) this.watchClose(conn)
     // Accepted during a drain (the listener's last poll): closed by its rule like any idle one.
     this.drainHooks.idle(conn)
     if (this.events.listenerCount('connection') > 0) {
@@ -172,7 +175,7 @@ export class Tracker implements ConnectionOwner {
     if (this.watching) return
     this.purge()
     this.watching = true
-    for (const conn of this.conns) conn.socket.on('close', onSocketClose)
+    for (const conn of this.conns) this.watchClose(conn)
   }
 
   // ---- ConnectionOwner: aggregates follow the connections' transitions ---------------------
@@ -201,9 +204,15 @@ export class Tracker implements ConnectionOwner {
     }
   }
 
-  leaving(_conn: Connection, leaving: boolean): void {
+  leaving(conn: Connection, leaving: boolean): void {
     this.leavingCount += leaving ? 1 : -1
+    if (leaving) this.watchClose(conn)
     this.checkCap()
+  }
+
+  /** Releases the connection as its socket closes, rather than at the next sweep (once per socket). */
+  private watchClose(conn: Connection): void {
+    if (conn.watchClose()) conn.socket.on('close', onSocketClose)
   }
 
   served(_conn: Connection, reused: boolean): void {
@@ -224,7 +233,7 @@ export class Tracker implements ConnectionOwner {
     this.checkCap()
     const reason = conn.reason ?? 'client'
     this.closes[reason]++
-    conn.socket.off('close', onSocketClose)
+    if (conn.closeWatched) conn.socket.off('close', onSocketClose)
     if (this.events.listenerCount('close') > 0) {
       this.emit('close', {
         reason,
