@@ -12,15 +12,14 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { callgrindControl, callgrindPrefix, startLoad, YOUNG_GENERATION } from './suites/instructions.mjs'
+import { callgrindControl, callgrindPrefix, countsFor, startLoad, YOUNG_GENERATION } from './suites/instructions.mjs'
 import { configArg, ensureCommand, fmtInt, parseConfigArg, pinning, printTable, startChild } from './lib/util.mjs'
 
 const framework = process.argv[2] ?? 'node'
 const configs = [parseConfigArg(process.argv[3] ?? '{}'), parseConfigArg(process.argv[4] ?? '{"keepalive":{"max":"Infinity"}}')]
-const WINDOW = framework === 'express' ? 2000 : 10_000
+// The instructions suite's windows and connections (500 requests per connection a window, connections living throughout).
+const { window: WINDOW, connections: CONNECTIONS } = countsFor(framework, false)
 const WINDOWS = 4
-/** As the instructions suite: 500 requests per connection a window, connections living throughout. */
-const CONNECTIONS = framework === 'express' ? 4 : 20
 
 /** The functions V8 compiled, from its perf map: sorted starts, each with its end and name (a later entry at one start wins). */
 function readPerfMap(file) {

@@ -50,23 +50,27 @@ function lane() {
 
 const lanes = Array.from({ length: connections }, lane)
 
-/** Each lane sends its count, all at once: a lane that is done waits for the others. */
-async function batch(counts) {
+/** Runs `send` as one batch of `counts[i]` requests per lane: the errors and connections opened meanwhile. */
+async function counted(counts, send) {
   opened = 0
   errors = 0
-  await Promise.all(lanes.map((l, i) => l.send(counts[i])))
+  await send()
   return { errors, opened, requests: counts.reduce((sum, n) => sum + n, 0) }
 }
 
+/** Each lane sends its count, all at once: a lane that is done waits for the others. */
+function batch(counts) {
+  return counted(counts, () => Promise.all(lanes.map((l, i) => l.send(counts[i]))))
+}
+
 /** Lane i sends `counts[i]` requests spread evenly over `ticks` ticks; a tick ends when its requests have. */
-async function spread(counts, ticks) {
-  opened = 0
-  errors = 0
-  for (let t = 0; t < ticks; t++) {
-    const due = lanes.filter((_, i) => Math.floor(((t + 1) * counts[i]) / ticks) > Math.floor((t * counts[i]) / ticks))
-    await Promise.all(due.map((l) => l.send(1)))
-  }
-  return { errors, opened, requests: counts.reduce((sum, n) => sum + n, 0) }
+function spread(counts, ticks) {
+  return counted(counts, async () => {
+    for (let t = 0; t < ticks; t++) {
+      const due = lanes.filter((_, i) => Math.floor(((t + 1) * counts[i]) / ticks) > Math.floor((t * counts[i]) / ticks))
+      await Promise.all(due.map((l) => l.send(1)))
+    }
+  })
 }
 
 const commands = createInterface({ input: process.stdin })

@@ -192,7 +192,7 @@ async function measureOne(framework, variant, { warmup, windows, window, connect
   const load = startLoad(server.info.port, connections, period)
   let staggered
   try {
-    // The stagger is most of the warm-up: 10,500 requests of node:http's 20 lanes, 2,500 of Express's 4.
+    // The stagger is the warm-up (10,500 requests over node:http's 20 lanes, 2,500 over Express's 4), and `warmup` more in --quick.
     staggered = await load.stagger()
     errors += staggered.errors
     if (warmup > 0) errors += (await load.run(warmup)).errors
@@ -215,6 +215,20 @@ async function measureOne(framework, variant, { warmup, windows, window, connect
   return { perRequest: median(perRequest), windows: perRequest, opened, errors, warmedUp: staggered.requests + warmup }
 }
 
+/**
+ * What each server of `framework` is sent. Express spends some ten times the instructions of the
+ * others on a request: smaller windows, over fewer connections, so that each still serves 500
+ * requests a window. Then a server closing connections at 1000 requests (the "recycling as often"
+ * lines, and ours at the defaults) is reconnected to about once per 1000 requests in every window:
+ * the stagger spreads the moments. `quick` checks the script and measures nothing.
+ */
+export function countsFor(framework, quick) {
+  const scale = framework === 'express' ? 5 : 1
+  return quick
+    ? { warmup: 200, windows: 2, window: 200, connections: 10, period: 20 }
+    : { warmup: 0, windows: 5, window: 10_000 / scale, connections: 20 / scale, period: 1000 }
+}
+
 export async function run(ctx) {
   const title = 'instructions per request (callgrind, user space, all threads; 16 MB semi-spaces)'
   const valgrind = ensureCommand('valgrind', 'valgrind', { quick: ctx.quick }) !== null
@@ -226,14 +240,7 @@ export async function run(ctx) {
   const rounds = ctx.pairs ?? (ctx.quick ? 1 : 2)
   // Each variant takes about 2 minutes here: node:http alone unless --framework names another.
   const framework = ctx.framework ?? 'node'
-  // Express spends some ten times the instructions of the others on a request: smaller windows,
-  // over fewer connections, so that each still serves 500 requests a window. Then a server closing
-  // connections at 1000 requests (the "recycling as often" lines, and ours at the defaults) is
-  // reconnected to about once per 1000 requests in every window: the stagger spreads the moments.
-  const scale = framework === 'express' ? 5 : 1
-  const counts = ctx.quick
-    ? { warmup: 200, windows: 2, window: 200, connections: 10, period: 20 }
-    : { warmup: 0, windows: 5, window: 10_000 / scale, connections: 20 / scale, period: 1000 }
+  const counts = countsFor(framework, ctx.quick)
   const forFramework = VARIANTS.filter((v) => v.frameworks === undefined || v.frameworks.includes(framework))
   // --quick checks the script (each server start under valgrind takes seconds): one variant.
   const variants = ctx.quick ? forFramework.filter((v) => v.name === 'ours (max: Infinity)') : forFramework
