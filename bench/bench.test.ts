@@ -56,3 +56,37 @@ describe('pnpm bench --quick', () => {
     }
   })
 })
+
+describe('bench options', () => {
+  it.each([
+    [['--window', '700'], /--window must be a whole number of requests, a multiple of 500 \(got "700"\)/],
+    [['--jobs', '0'], /--jobs must be a whole number from 1 to the \d+ cores here \(got "0"\)/],
+    [['--only', '('], /--only must be a regular expression/],
+  ])('rejects %j naming the option and what it allows', async (options, message) => {
+    const child = spawn(process.execPath, ['bench/run.mjs', ...options, 'instructions'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    const [code] = (await once(child, 'exit')) as [number | null]
+    expect(code, output).toBe(2)
+    expect(output).toMatch(message)
+  })
+
+  it('--only keeps every line a selected line is read against or takes its figures from', async () => {
+    type Variant = { name: string; same?: string; against?: string; frameworks?: string[] }
+    const suite = (await import(new URL('./suites/instructions.mjs', import.meta.url).href)) as {
+      VARIANTS: Variant[]
+      selectVariants: (variants: Variant[], only: string | undefined) => Variant[]
+    }
+    const express = suite.VARIANTS.filter((v) => v.frameworks === undefined || v.frameworks.includes('express'))
+    const names = suite.selectVariants(express, 'against the no-op layer recycling').map((v) => v.name)
+    expect(names).toEqual([
+      'bare + maxRequestsPerSocket: 1000',
+      'ours (defaults)',
+      'bare + no-op app.use() layer + maxRequestsPerSocket: 1000',
+      'ours (defaults), against the no-op layer recycling as often',
+    ])
+    expect(suite.selectVariants(express, undefined)).toEqual(express)
+    expect(() => suite.selectVariants(express, 'no such line')).toThrow(/--only "no such line" matches no variant/)
+  })
+})

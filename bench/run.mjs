@@ -1,11 +1,13 @@
-// `pnpm bench [--quick] [--pairs N] [--seconds S] [--framework node|express|koa|fastify] [--concurrent] [suite ...]`: the benchmark suites of keepalive,
+// `pnpm bench [--quick] [--pairs N] [--seconds S] [--framework node|express|koa|fastify] [--concurrent] [--window N] [--only RE] [--jobs N] [suite ...]`: the benchmark suites of keepalive,
 // against the built packages (run `pnpm build` first). Each suite runs its variants in one run,
 // alternating, and prints a table of medians, spread and ratio. `--quick` runs every suite for a
 // few seconds, to check the scripts, not to measure. `--concurrent` makes the like-with-like suite
-// load A and B at the same time, on one core (see suites/like.mjs). Results also go to bench/.out/<date>.json.
+// load A and B at the same time, on one core (see suites/like.mjs). The instructions suite takes
+// `--window N` (requests per counted window, a multiple of 500), `--only RE` (the variants whose
+// names match, with their references) and `--jobs N` (servers counted at once, one per core). Results also go to bench/.out/<date>.json.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus, loadavg } from 'node:os'
+import { availableParallelism, cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { benchDir, createLoadGenerator, pinning, rootDir, warn, wrkVersion } from './lib/util.mjs'
 
@@ -14,7 +16,17 @@ const FRAMEWORK_NAMES = ['node', 'express', 'koa', 'fastify']
 const SUITES = ['overhead', 'like', 'instructions', 'decision', 'gain', 'shutdown', 'memory', 'pressure', 'cluster']
 
 function parseArgs(argv) {
-  const args = { quick: false, pairs: undefined, seconds: undefined, framework: undefined, concurrent: false, suites: [] }
+  const args = {
+    quick: false,
+    pairs: undefined,
+    seconds: undefined,
+    framework: undefined,
+    concurrent: false,
+    window: undefined,
+    only: undefined,
+    jobs: undefined,
+    suites: [],
+  }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--quick') args.quick = true
@@ -22,8 +34,13 @@ function parseArgs(argv) {
     else if (arg === '--seconds') args.seconds = Number(argv[++i])
     else if (arg === '--framework') args.framework = argv[++i]
     else if (arg === '--concurrent') args.concurrent = true
+    else if (arg === '--window') args.window = Number(argv[++i])
+    else if (arg === '--only') args.only = argv[++i]
+    else if (arg === '--jobs') args.jobs = Number(argv[++i])
     else if (arg === '--help' || arg === '-h') {
-      console.log(`usage: pnpm bench [--quick] [--pairs N] [--seconds S] [--framework ${FRAMEWORK_NAMES.join('|')}] [--concurrent] [${SUITES.join('|')} ...]`)
+      console.log(
+        `usage: pnpm bench [--quick] [--pairs N] [--seconds S] [--framework ${FRAMEWORK_NAMES.join('|')}] [--concurrent] [--window N] [--only RE] [--jobs N] [${SUITES.join('|')} ...]`,
+      )
       process.exit(0)
     } else if (SUITES.includes(arg)) args.suites.push(arg)
     else {
@@ -33,6 +50,20 @@ function parseArgs(argv) {
   }
   if (args.pairs !== undefined && !(Number.isInteger(args.pairs) && args.pairs >= 1)) throw new RangeError('--pairs must be a whole number >= 1')
   if (args.seconds !== undefined && !(args.seconds > 0)) throw new RangeError('--seconds must be > 0')
+  if (args.window !== undefined && !(Number.isInteger(args.window) && args.window >= 500 && args.window % 500 === 0)) {
+    throw new RangeError(`--window must be a whole number of requests, a multiple of 500 (got ${JSON.stringify(argv[argv.indexOf('--window') + 1])})`)
+  }
+  if (args.only !== undefined) {
+    try {
+      new RegExp(args.only)
+    } catch (error) {
+      throw new RangeError(`--only must be a regular expression: ${error.message}`, { cause: error })
+    }
+  }
+  const cores = availableParallelism()
+  if (args.jobs !== undefined && !(Number.isInteger(args.jobs) && args.jobs >= 1 && args.jobs <= cores)) {
+    throw new RangeError(`--jobs must be a whole number from 1 to the ${cores} cores here (got ${JSON.stringify(argv[argv.indexOf('--jobs') + 1])})`)
+  }
   if (args.framework !== undefined && !FRAMEWORK_NAMES.includes(args.framework)) {
     throw new RangeError(`--framework must be one of ${FRAMEWORK_NAMES.join(', ')}, got ${JSON.stringify(args.framework)}`)
   }
@@ -95,6 +126,9 @@ const ctx = {
   seconds: args.seconds,
   framework: args.framework,
   concurrent: args.concurrent,
+  window: args.window,
+  only: args.only,
+  jobs: args.jobs,
   load,
 }
 const results = { environment, suites: {} }

@@ -104,15 +104,8 @@ export const YOUNG_GENERATION = ['--min-semi-space-size=16', '--max-semi-space-s
  * requests over them, `stagger()` spreads the moments they reach `period` requests; each resolves
  * with the errors and the connections opened meanwhile.
  */
-export function startLoad(port, connections, period = 1000) {
-  const command = [
-    ...pinned(pinning()?.client ?? null),
-    process.execPath,
-    join(benchDir, 'lib', 'fixed-load.mjs'),
-    String(port),
-    String(connections),
-    String(period),
-  ]
+export function startLoad(port, connections, period = 1000, cpu = pinning()?.client ?? null) {
+  const command = [...pinned(cpu), process.execPath, join(benchDir, 'lib', 'fixed-load.mjs'), String(port), String(connections), String(period)]
   const child = spawn(command[0], command.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] })
   const waiting = []
   let buffered = ''
@@ -175,13 +168,14 @@ function takeDump(dir) {
  * One fresh server under callgrind: warmed up by the stagger and `warmup` requests more, then `windows` windows of
  * `window` requests each, counted alone, all from one client whose connections live throughout
  * (their lifetimes staggered first over `period` requests). Resolves with the instructions per request of
- * each window but the first, the connections opened in each of those, and the errors.
+ * each window but the first, the connections opened in each of those, and the errors. `cores` pins
+ * the server and its client (`{ server, client }`, or null).
  */
-async function measureOne(framework, variant, { warmup, windows, window, connections, period }) {
+async function measureOne(framework, variant, { warmup, windows, window, connections, period }, cores) {
   const dir = mkdtempSync(join(tmpdir(), 'keepalive-callgrind-'))
   const prefix = callgrindPrefix(dir, ['--dump-instr=no'])
   const server = await startChild('server.mjs', [configArg({ framework, keepalive: null, ...variant.config })], {
-    cpu: pinning()?.server ?? null,
+    cpu: cores?.server ?? null,
     execArgv: YOUNG_GENERATION,
     prefix,
     readyTimeoutMs: 180_000,
@@ -189,7 +183,7 @@ async function measureOne(framework, variant, { warmup, windows, window, connect
   const perRequest = []
   const opened = []
   let errors = 0
-  const load = startLoad(server.info.port, connections, period)
+  const load = startLoad(server.info.port, connections, period, cores?.client ?? null)
   let staggered
   try {
     // The stagger is the warm-up (10,500 requests over node:http's 20 lanes, 2,500 over Express's 4), and `warmup` more in --quick.
@@ -220,13 +214,35 @@ async function measureOne(framework, variant, { warmup, windows, window, connect
  * others on a request: smaller windows, over fewer connections, so that each still serves 500
  * requests a window. Then a server closing connections at 1000 requests (the "recycling as often"
  * lines, and ours at the defaults) is reconnected to about once per 1000 requests in every window:
- * the stagger spreads the moments. `quick` checks the script and measures nothing.
+ * the stagger spreads the moments. `quick` checks the script and measures nothing. `window`
+ * (requests, a multiple of 500) overrides the window: Express's of 2,000 move by a few percent
+ * between neighbours, as a major GC or a compilation falls in one or not.
  */
-export function countsFor(framework, quick) {
-  const scale = framework === 'express' ? 5 : 1
-  return quick
-    ? { warmup: 200, windows: 2, window: 200, connections: 10, period: 20 }
-    : { warmup: 0, windows: 5, window: 10_000 / scale, connections: 20 / scale, period: 1000 }
+export function countsFor(framework, quick, window = undefined) {
+  if (quick) return { warmup: 200, windows: 2, window: 200, connections: 10, period: 20 }
+  const requests = window ?? (framework === 'express' ? 2_000 : 10_000)
+  return { warmup: 0, windows: 5, window: requests, connections: requests / 500, period: 1000 }
+}
+
+/**
+ * The variants `only` (a regular expression, or undefined for all) selects, with those they are
+ * read against or take their figures from, so that every selected line has its reference.
+ */
+export function selectVariants(variants, only) {
+  if (only === undefined) return variants
+  const pattern = new RegExp(only)
+  const wanted = new Set(variants.filter((v) => pattern.test(v.name)).map((v) => v.name))
+  if (wanted.size === 0) throw new RangeError(`--only ${JSON.stringify(only)} matches no variant; they are: ${variants.map((v) => v.name).join('; ')}`)
+  // Until nothing is added: a line brought in as a source or a reference has its own reference.
+  for (let size = 0; size !== wanted.size;) {
+    size = wanted.size
+    for (const v of variants) {
+      if (!wanted.has(v.name)) continue
+      if (v.same !== undefined) wanted.add(v.same)
+      if (v.against !== undefined) wanted.add(v.against)
+    }
+  }
+  return variants.filter((v) => wanted.has(v.name))
 }
 
 export async function run(ctx) {
@@ -240,14 +256,23 @@ export async function run(ctx) {
   const rounds = ctx.pairs ?? (ctx.quick ? 1 : 2)
   // Each variant takes about 2 minutes here: node:http alone unless --framework names another.
   const framework = ctx.framework ?? 'node'
-  const counts = countsFor(framework, ctx.quick)
+  const counts = countsFor(framework, ctx.quick, ctx.window)
   const forFramework = VARIANTS.filter((v) => v.frameworks === undefined || v.frameworks.includes(framework))
   // --quick checks the script (each server start under valgrind takes seconds): one variant.
-  const variants = ctx.quick ? forFramework.filter((v) => v.name === 'ours (max: Infinity)') : forFramework
+  const variants = ctx.quick ? forFramework.filter((v) => v.name === 'ours (max: Infinity)') : selectVariants(forFramework, ctx.only)
   const runnable = variants.filter((v) => v.same === undefined)
   const measured = new Map(runnable.map((v) => [v.name, []]))
+  // --jobs 2 counts two servers at once, one on each core, each with its client on the other: the
+  // instructions a server executes do not depend on which core runs it or what else runs there.
+  const jobs = ctx.jobs ?? 1
+  const pins = pinning()
+  const coresOf = (job) => (pins === null ? null : jobs === 1 ? pins : { server: job, client: (job + 1) % jobs })
   for (let round = 0; round < rounds; round++) {
-    for (const variant of runnable) measured.get(variant.name).push(await measureOne(framework, variant, counts))
+    for (let first = 0; first < runnable.length; first += jobs) {
+      const batch = runnable.slice(first, first + jobs)
+      const results = await Promise.all(batch.map((variant, job) => measureOne(framework, variant, counts, coresOf(job))))
+      batch.forEach((variant, job) => measured.get(variant.name).push(results[job]))
+    }
   }
   const valuesOf = (variant) => measured.get(variant.same ?? variant.name) ?? null
   const rows = variants.map((variant) => {
@@ -278,7 +303,7 @@ export async function run(ctx) {
     ]
   })
   printTable(
-    `${title}: ${rounds} round(s); each a fresh server, ${measured.values().next().value[0].warmedUp} requests of warm-up (the stagger's, then ${counts.warmup} more), then the median of ${counts.windows - 1} windows of ${counts.window} (one more left out) over ${counts.connections} keep-alive connections that live across windows`,
+    `${title}: ${rounds} round(s); each a fresh server, ${measured.values().next().value[0].warmedUp} requests of warm-up (the stagger's, then ${counts.warmup} more), then the median of ${counts.windows - 1} windows of ${counts.window} (one more left out) over ${counts.connections} keep-alive connections that live across windows${jobs > 1 ? `; ${jobs} servers counted at once, one per core` : ''}`,
     [
       'framework',
       'variant',
@@ -295,5 +320,5 @@ export async function run(ctx) {
     ],
     rows,
   )
-  return { rounds, ...counts, framework, variants: Object.fromEntries(measured) }
+  return { rounds, ...counts, jobs, framework, variants: Object.fromEntries(measured) }
 }
