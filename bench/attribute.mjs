@@ -1,4 +1,4 @@
-// `node bench/attribute.mjs [node|express|koa|fastify] [A config JSON] [B config JSON]`: where the
+// `node bench/attribute.mjs [node|express|koa|fastify] [A config JSON] [B config JSON] [window]`: where the
 // instructions of B's request go that A's do not. Each server runs under callgrind as in the
 // instructions suite (warm-up, then windows counted alone, the young generation fixed), with V8
 // writing the address of every function it compiles (--perf-basic-prof), so that the instructions of
@@ -9,6 +9,8 @@
 // By default A is the bare server and B the same with keepalive (`max: Infinity`). Read with care:
 // V8 may free code and reuse its addresses, which names a few instructions after a function that is
 // gone; and where inlining differs between A and B, cost moves between a caller and its callees.
+// `window` (requests, a multiple of 500) sets the windows as the suite's `--window` does. A and B run
+// at once, one on each core (with 2 cores and taskset), each with its client on the other.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,7 +20,12 @@ import { configArg, ensureCommand, fmtInt, parseConfigArg, pinning, printTable, 
 const framework = process.argv[2] ?? 'node'
 const configs = [parseConfigArg(process.argv[3] ?? '{}'), parseConfigArg(process.argv[4] ?? '{"keepalive":{"max":"Infinity"}}')]
 // The instructions suite's windows and connections (500 requests per connection a window, connections living throughout).
-const { window: WINDOW, connections: CONNECTIONS } = countsFor(framework, false)
+const windowArg = process.argv[5] === undefined ? undefined : Number(process.argv[5])
+if (windowArg !== undefined && !(Number.isInteger(windowArg) && windowArg >= 500 && windowArg % 500 === 0)) {
+  console.error(`window must be a whole number of requests, a multiple of 500 (got ${JSON.stringify(process.argv[5])})`)
+  process.exit(2)
+}
+const { window: WINDOW, connections: CONNECTIONS } = countsFor(framework, false, windowArg)
 const WINDOWS = 4
 
 /** The functions V8 compiled, from its perf map: sorted starts, each with its end and name (a later entry at one start wins). */
@@ -72,18 +79,18 @@ function selfCost(file, nameOf) {
   return { costs, total }
 }
 
-async function measure(config) {
+async function measure(config, cores) {
   const dir = mkdtempSync(join(tmpdir(), 'keepalive-attribute-'))
   // Every instruction's address, and names written out in full: what selfCost() reads.
   const prefix = callgrindPrefix(dir, ['--dump-instr=yes', '--compress-pos=no', '--compress-strings=no'])
   const server = await startChild('server.mjs', [configArg({ framework, keepalive: null, ...config })], {
-    cpu: pinning()?.server ?? null,
+    cpu: cores?.server ?? null,
     execArgv: ['--perf-basic-prof', '--no-compact-code-space', ...YOUNG_GENERATION],
     prefix,
     readyTimeoutMs: 180_000,
   })
   const map = `/tmp/perf-${server.pid}.map`
-  const load = startLoad(server.info.port, CONNECTIONS)
+  const load = startLoad(server.info.port, CONNECTIONS, 1000, cores?.client ?? null)
   try {
     await load.stagger()
     await load.run(WINDOW)
@@ -113,7 +120,11 @@ if (ensureCommand('valgrind', 'valgrind', { quick: false }) === null) {
   console.error('valgrind is not available (and could not be installed)')
   process.exit(1)
 }
-const [a, b] = [await measure(configs[0]), await measure(configs[1])]
+const pins = pinning()
+const [a, b] = await Promise.all([
+  measure(configs[0], pins === null ? null : { server: 0, client: 1 }),
+  measure(configs[1], pins === null ? null : { server: 1, client: 0 }),
+])
 const perRequest = (n) => n / WINDOW
 const show = (config) => JSON.stringify(config, (_, v) => (v === Infinity ? 'Infinity' : v))
 const windows = (m) => m.totals.map((t) => fmtInt(perRequest(t))).join(' ')
