@@ -14,15 +14,17 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { callgrindControl, callgrindPrefix, countsFor, startLoad, YOUNG_GENERATION } from './suites/instructions.mjs'
-import { configArg, ensureCommand, fmtInt, parseConfigArg, pinning, printTable, startChild } from './lib/util.mjs'
+import { callgrindControl, callgrindPrefix, checkWindow, coresFor, countsFor, startLoad, YOUNG_GENERATION } from './suites/instructions.mjs'
+import { configArg, ensureCommand, fmtInt, parseConfigArg, printTable, startChild } from './lib/util.mjs'
 
 const framework = process.argv[2] ?? 'node'
 const configs = [parseConfigArg(process.argv[3] ?? '{}'), parseConfigArg(process.argv[4] ?? '{"keepalive":{"max":"Infinity"}}')]
 // The instructions suite's windows and connections (500 requests per connection a window, connections living throughout).
-const windowArg = process.argv[5] === undefined ? undefined : Number(process.argv[5])
-if (windowArg !== undefined && !(Number.isInteger(windowArg) && windowArg >= 500 && windowArg % 500 === 0)) {
-  console.error(`window must be a whole number of requests, a multiple of 500 (got ${JSON.stringify(process.argv[5])})`)
+let windowArg
+try {
+  windowArg = process.argv[5] === undefined ? undefined : checkWindow(process.argv[5], 'window')
+} catch (error) {
+  console.error(error.message)
   process.exit(2)
 }
 const { window: WINDOW, connections: CONNECTIONS } = countsFor(framework, false, windowArg)
@@ -120,11 +122,7 @@ if (ensureCommand('valgrind', 'valgrind', { quick: false }) === null) {
   console.error('valgrind is not available (and could not be installed)')
   process.exit(1)
 }
-const pins = pinning()
-const [a, b] = await Promise.all([
-  measure(configs[0], pins === null ? null : { server: 0, client: 1 }),
-  measure(configs[1], pins === null ? null : { server: 1, client: 0 }),
-])
+const [a, b] = await Promise.all(configs.map((config, job) => measure(config, coresFor(job, 2))))
 const perRequest = (n) => n / WINDOW
 const show = (config) => JSON.stringify(config, (_, v) => (v === Infinity ? 'Infinity' : v))
 const windows = (m) => m.totals.map((t) => fmtInt(perRequest(t))).join(' ')

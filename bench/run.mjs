@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { benchDir, createLoadGenerator, pinning, rootDir, warn, wrkVersion } from './lib/util.mjs'
+import { checkWindow } from './suites/instructions.mjs'
 
 /** What `--framework` takes: the like-with-like suite then measures that framework alone, the instructions suite that one instead of node:http. */
 const FRAMEWORK_NAMES = ['node', 'express', 'koa', 'fastify']
@@ -34,7 +35,7 @@ function parseArgs(argv) {
     else if (arg === '--seconds') args.seconds = Number(argv[++i])
     else if (arg === '--framework') args.framework = argv[++i]
     else if (arg === '--concurrent') args.concurrent = true
-    else if (arg === '--window') args.window = Number(argv[++i])
+    else if (arg === '--window') args.window = checkWindow(argv[++i], '--window')
     else if (arg === '--only') args.only = argv[++i]
     else if (arg === '--jobs') args.jobs = Number(argv[++i])
     else if (arg === '--help' || arg === '-h') {
@@ -50,9 +51,6 @@ function parseArgs(argv) {
   }
   if (args.pairs !== undefined && !(Number.isInteger(args.pairs) && args.pairs >= 1)) throw new RangeError('--pairs must be a whole number >= 1')
   if (args.seconds !== undefined && !(args.seconds > 0)) throw new RangeError('--seconds must be > 0')
-  if (args.window !== undefined && !(Number.isInteger(args.window) && args.window >= 500 && args.window % 500 === 0)) {
-    throw new RangeError(`--window must be a whole number of requests, a multiple of 500 (got ${JSON.stringify(argv[argv.indexOf('--window') + 1])})`)
-  }
   if (args.only !== undefined) {
     try {
       new RegExp(args.only)

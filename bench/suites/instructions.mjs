@@ -186,7 +186,7 @@ async function measureOne(framework, variant, { warmup, windows, window, connect
   const load = startLoad(server.info.port, connections, period, cores?.client ?? null)
   let staggered
   try {
-    // The stagger is the warm-up (10,500 requests over node:http's 20 lanes, 2,500 over Express's 4), and `warmup` more in --quick.
+    // The stagger is the warm-up (10,500 requests over 20 lanes, 2,500 over Express's default 4), and `warmup` more in --quick.
     staggered = await load.stagger()
     errors += staggered.errors
     if (warmup > 0) errors += (await load.run(warmup)).errors
@@ -222,6 +222,24 @@ export function countsFor(framework, quick, window = undefined) {
   if (quick) return { warmup: 200, windows: 2, window: 200, connections: 10, period: 20 }
   const requests = window ?? (framework === 'express' ? 2_000 : 10_000)
   return { warmup: 0, windows: 5, window: requests, connections: requests / 500, period: 1000 }
+}
+
+/** `value` (a string or a number) as a window of requests, a whole multiple of 500; else throws, naming `option`. */
+export function checkWindow(value, option) {
+  const window = Number(value)
+  if (Number.isInteger(window) && window >= 500 && window % 500 === 0) return window
+  throw new RangeError(`${option} must be a whole number of requests, a multiple of 500 (got ${JSON.stringify(value)})`)
+}
+
+/**
+ * Where the server and the client of job `job` of `jobs` counted at once run: one job keeps the
+ * usual pinning; several put each server on its own core and its client on another. Null where
+ * nothing can be pinned.
+ */
+export function coresFor(job, jobs) {
+  const pins = pinning()
+  if (pins === null) return null
+  return jobs === 1 ? pins : { server: job, client: (job + 1) % jobs }
 }
 
 /**
@@ -265,12 +283,10 @@ export async function run(ctx) {
   // --jobs 2 counts two servers at once, one on each core, each with its client on the other: the
   // instructions a server executes do not depend on which core runs it or what else runs there.
   const jobs = ctx.jobs ?? 1
-  const pins = pinning()
-  const coresOf = (job) => (pins === null ? null : jobs === 1 ? pins : { server: job, client: (job + 1) % jobs })
   for (let round = 0; round < rounds; round++) {
     for (let first = 0; first < runnable.length; first += jobs) {
       const batch = runnable.slice(first, first + jobs)
-      const results = await Promise.all(batch.map((variant, job) => measureOne(framework, variant, counts, coresOf(job))))
+      const results = await Promise.all(batch.map((variant, job) => measureOne(framework, variant, counts, coresFor(job, jobs))))
       batch.forEach((variant, job) => measured.get(variant.name).push(results[job]))
     }
   }
